@@ -1,0 +1,420 @@
+/* cli.c - the zero-config form: `moat proxy --from NAME --to HOST:PORT [options]`.
+ *
+ * The command line becomes the same struct cfg a JSON file would give (one site, one
+ * route "/"), and goes through the same site checks (cfg_check_site), with errors named
+ * by option instead of key path. Options take "--opt value" or "--opt=value"; every
+ * problem is reported, not just the first.
+ *
+ * --help (or -h) anywhere: cfg_from_cli returns NULL and puts the usage text, and
+ * nothing else, in err. A caller that prints err and exits 2 on NULL therefore still
+ * shows the usage; a caller that wants exit status 0 and stdout for --help asks
+ * cfg_cli_wants_help first.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config_int.h"
+
+enum cli_opt_id {
+    OPT_FROM = 0,
+    OPT_TO,
+    OPT_CERT,
+    OPT_KEY,
+    OPT_HTTP_PORT,
+    OPT_HTTPS_PORT,
+    OPT_NO_REDIRECT,
+    OPT_BIND,
+    OPT_WORKERS,
+    OPT_ACCESS_LOG,
+    OPT_LOG_LEVEL,
+    OPT_COUNT,
+};
+
+struct cli_opt {
+    const char *name;
+    bool has_value;
+};
+
+static const struct cli_opt cli_opts[OPT_COUNT] = {
+    [OPT_FROM] = {"--from", true},           [OPT_TO] = {"--to", true},
+    [OPT_CERT] = {"--cert", true},           [OPT_KEY] = {"--key", true},
+    [OPT_HTTP_PORT] = {"--http-port", true}, [OPT_HTTPS_PORT] = {"--https-port", true},
+    [OPT_NO_REDIRECT] = {"--no-redirect", false}, [OPT_BIND] = {"--bind", true},
+    [OPT_WORKERS] = {"--workers", true},     [OPT_ACCESS_LOG] = {"--access-log", false},
+    [OPT_LOG_LEVEL] = {"--log-level", true},
+};
+
+/* What the command line said. Strings point into argv, which outlives the call. */
+struct cli_args {
+    const char **from;              /* every --from, in order; owned here */
+    size_t n_from;
+    const char *value[OPT_COUNT];   /* single-valued options, NULL when not given */
+    bool flag[OPT_COUNT];           /* options without a value */
+};
+
+static const char usage[] =
+    "usage: moat proxy --from NAME [--from NAME ...] --to HOST:PORT --cert FILE --key FILE\n"
+    "                  [options]\n"
+    "\n"
+    "Serves HTTPS for NAME (\"app.example.com\" or \"*.example.com\") and forwards every\n"
+    "request to HOST:PORT; plain HTTP is redirected to HTTPS.\n"
+    "\n"
+    "  --from NAME        host name to serve; repeat for more names\n"
+    "  --to HOST:PORT     backend address (\"[::1]:8080\" for IPv6)\n"
+    "  --cert FILE        PEM certificate chain, leaf first\n"
+    "  --key FILE         PEM private key of the certificate\n"
+    "  --https-port N     HTTPS port (default 443; 0 = any free port)\n"
+    "  --http-port N      plain HTTP port for redirects (default 80; 0 = any free port)\n"
+    "  --no-redirect      do not listen for plain HTTP\n"
+    "  --bind ADDR        listen on this address only (default: every address)\n"
+    "  --workers N        worker threads, 0 to 1024 (default 0 = one per CPU)\n"
+    "  --access-log       log every request\n"
+    "  --log-level LEVEL  debug, info, warn or error (default info)\n"
+    "  --help             show this text\n"
+    "\n"
+    "Options also take the form --opt=value.\n";
+
+const char *cfg_cli_usage(void)
+{
+    return usage;
+}
+
+bool cfg_cli_wants_help(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (argv[i] != NULL && (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The option named by the first len bytes of arg, or OPT_COUNT. */
+static enum cli_opt_id do_find_opt(const char *arg, size_t len)
+{
+    for (int id = 0; id < OPT_COUNT; id++) {
+        if (strlen(cli_opts[id].name) == len && strncmp(cli_opts[id].name, arg, len) == 0) {
+            return (enum cli_opt_id)id;
+        }
+    }
+    return OPT_COUNT;
+}
+
+/* Records one option's value; a second value of a single-valued option is an error
+ * rather than "last one wins", since two --to usually means a typo for --from. */
+static void do_set_value(struct cli_args *a, enum cli_opt_id id, const char *value,
+                         struct cfg_errs *e)
+{
+    if (id == OPT_FROM) {
+        a->from[a->n_from++] = value;
+    } else if (a->value[id] != NULL) {
+        cfg_errs_add(e, cli_opts[id].name, "given more than once");
+    } else {
+        a->value[id] = value;
+    }
+}
+
+/* Reads argv into a. Returns the index of the next argument to read. */
+static int do_scan_one(int argc, char **argv, int i, struct cli_args *a, struct cfg_errs *e)
+{
+    const char *arg = argv[i];
+    char name[CFG_PATH_MAX];
+
+    if (strncmp(arg, "--", 2) != 0) {
+        cfg_quote(name, sizeof(name), arg);
+        cfg_errs_add(e, name, "unexpected argument; options start with \"--\"");
+        return i + 1;
+    }
+    const char *eq = strchr(arg, '=');
+    size_t len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
+    enum cli_opt_id id = do_find_opt(arg, len);
+    snprintf(name, sizeof(name), "%.*s", (int)(len < sizeof(name) ? len : sizeof(name) - 1),
+             arg);
+    if (id == OPT_COUNT) {
+        cfg_errs_add(e, name, "unknown option (see --help)");
+        /* The word after a mistyped option is most likely its value; calling it an
+         * unexpected argument too would only add noise. */
+        if (eq == NULL && i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
+            i++;
+        }
+        return i + 1;
+    }
+    if (!cli_opts[id].has_value) {
+        if (eq != NULL) {
+            cfg_errs_add(e, name, "takes no value");
+        }
+        a->flag[id] = true;
+        return i + 1;
+    }
+    const char *value = eq != NULL ? eq + 1 : NULL;
+    /* "--from --to x" is a forgotten value, not a host named "--to". */
+    if (value == NULL && i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
+        value = argv[++i];
+    }
+    if (value == NULL) {
+        cfg_errs_add(e, name, "missing value");
+    } else {
+        do_set_value(a, id, value, e);
+    }
+    return i + 1;
+}
+
+static void do_check_required(const struct cli_args *a, struct cfg_errs *e)
+{
+    if (a->n_from == 0) {
+        cfg_errs_add(e, "--from", "required");
+    }
+    if (a->value[OPT_TO] == NULL) {
+        cfg_errs_add(e, "--to", "required");
+    }
+    if (a->value[OPT_CERT] == NULL && a->value[OPT_KEY] == NULL) {
+        cfg_errs_add(e, "--cert", "required (with --key) until ACME is configured");
+    } else if (a->value[OPT_KEY] == NULL) {
+        cfg_errs_add(e, "--key", "required with --cert");
+    } else if (a->value[OPT_CERT] == NULL) {
+        cfg_errs_add(e, "--cert", "required with --key");
+    }
+}
+
+/* "PATH: WHAT, got "VALUE"". */
+static void do_bad_value(struct cfg_errs *e, enum cli_opt_id id, const char *what,
+                         const char *value)
+{
+    char q[CFG_QUOTE_MAX];
+
+    cfg_quote(q, sizeof(q), value);
+    cfg_errs_add(e, cli_opts[id].name, "%s, got %s", what, q);
+}
+
+static void do_build_scalars(struct cfg *cfg, const struct cli_args *a, struct cfg_errs *e)
+{
+    const char *s = a->value[OPT_WORKERS];
+    uint64_t n;
+
+    if (s != NULL) {
+        if (cfg_parse_uint(s, CFG_MAX_WORKERS, &n) == 0) {
+            cfg->workers = (unsigned)n;
+        } else {
+            do_bad_value(e, OPT_WORKERS, "expected an integer from 0 to 1024", s);
+        }
+    }
+    s = a->value[OPT_LOG_LEVEL];
+    if (s != NULL && cfg_parse_log_level(s, &cfg->log_level) != 0) {
+        do_bad_value(e, OPT_LOG_LEVEL, "expected debug, info, warn or error", s);
+    }
+    /* A one-liner is for trying things out; its access log stays off unless asked for. */
+    cfg->access_log = a->flag[OPT_ACCESS_LOG];
+}
+
+/* The port of option id, or def when not given. Returns -1 after reporting. */
+static int do_port(const struct cli_args *a, enum cli_opt_id id, uint16_t def, uint16_t *out,
+                   struct cfg_errs *e)
+{
+    uint64_t n = def;
+
+    if (a->value[id] != NULL && cfg_parse_uint(a->value[id], CFG_MAX_PORT, &n) != 0) {
+        do_bad_value(e, id, "expected a port from 0 to 65535", a->value[id]);
+        return -1;
+    }
+    *out = (uint16_t)n;
+    return 0;
+}
+
+/* The --bind address without brackets, into out; "" (every address) when not given. */
+static int do_bind_host(const struct cli_args *a, char *out, size_t outlen, struct cfg_errs *e)
+{
+    const char *s = a->value[OPT_BIND];
+    size_t len = s != NULL ? strlen(s) : 0;
+
+    out[0] = '\0';
+    if (s == NULL) {
+        return 0;
+    }
+    if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
+        s++;
+        len -= 2;
+    }
+    if (len < outlen) {
+        memcpy(out, s, len);
+        out[len] = '\0';
+    }
+    if (len >= outlen || !cfg_valid_endpoint_host(out)) {
+        do_bad_value(e, OPT_BIND, "expected an IP address or a host name", a->value[OPT_BIND]);
+        return -1;
+    }
+    return 0;
+}
+
+/* One listener on host:port, as the only entry of a new list. */
+static int do_listener(const char *host, uint16_t port, struct cfg_hostport **list,
+                       size_t *n)
+{
+    *list = calloc(1, sizeof(**list));
+    if (*list == NULL) {
+        return -1;
+    }
+    *n = 1;
+    (*list)[0].port = port;
+    (*list)[0].host = cfg_strdup(host);
+    return (*list)[0].host != NULL ? 0 : -1;
+}
+
+static void do_build_listen(struct cfg *cfg, const struct cli_args *a, struct cfg_errs *e)
+{
+    char host[256];
+    uint16_t https_port, http_port;
+
+    int bad = do_bind_host(a, host, sizeof(host), e);
+    bad |= do_port(a, OPT_HTTPS_PORT, 443, &https_port, e);
+    bad |= do_port(a, OPT_HTTP_PORT, 80, &http_port, e);
+    if (bad != 0) {
+        return;
+    }
+    if (do_listener(host, https_port, &cfg->https_listen, &cfg->n_https_listen) != 0) {
+        cfg_errs_add(e, "--https-port", "out of memory");
+        return;
+    }
+    if (a->flag[OPT_NO_REDIRECT]) {
+        return;
+    }
+    if (do_listener(host, http_port, &cfg->http_listen, &cfg->n_http_listen) != 0) {
+        cfg_errs_add(e, "--http-port", "out of memory");
+        return;
+    }
+    if (cfg_listen_overlap(&cfg->https_listen[0], &cfg->http_listen[0])) {
+        cfg_errs_add(e, "--http-port", "port %u is already used by --https-port", http_port);
+    }
+}
+
+/* The single route "/" to --to, round robin (the only choice with one upstream). */
+static void do_build_route(struct cfg_site *site, const struct cli_args *a,
+                           struct cfg_errs *e)
+{
+    struct cfg_route *r = calloc(1, sizeof(*r));
+
+    if (r == NULL) {
+        cfg_errs_add(e, "--to", "out of memory");
+        return;
+    }
+    site->routes = r;
+    site->n_routes = 1;
+    r->balance = CFG_BALANCE_ROUND_ROBIN;
+    r->path_prefix = cfg_strdup("/");
+    r->upstreams = calloc(1, sizeof(*r->upstreams));
+    if (r->path_prefix == NULL || r->upstreams == NULL) {
+        cfg_errs_add(e, "--to", "out of memory");
+        return;
+    }
+    r->n_upstreams = 1;
+    const char *why = cfg_check_upstream(a->value[OPT_TO], &r->upstreams[0]);
+    if (why != NULL) {
+        do_bad_value(e, OPT_TO, why, a->value[OPT_TO]);
+    }
+}
+
+/* Certificate paths are made absolute now, since the process may change directory. */
+static void do_build_cert(struct cfg_site *site, const struct cli_args *a,
+                          struct cfg_errs *e)
+{
+    site->cert.cert_file = cfg_abs_path(NULL, a->value[OPT_CERT]);
+    site->cert.key_file = cfg_abs_path(NULL, a->value[OPT_KEY]);
+    if (site->cert.cert_file == NULL) {
+        do_bad_value(e, OPT_CERT, "cannot make the path absolute", a->value[OPT_CERT]);
+    }
+    if (site->cert.key_file == NULL) {
+        do_bad_value(e, OPT_KEY, "cannot make the path absolute", a->value[OPT_KEY]);
+    }
+}
+
+static void do_build_site(struct cfg *cfg, const struct cli_args *a, struct cfg_errs *e)
+{
+    static const struct cfg_site_where where = {
+        .hosts = "--from", .index_hosts = false, .cert = "--cert", .key = "--key"};
+
+    cfg->sites = calloc(1, sizeof(*cfg->sites));
+    if (cfg->sites == NULL) {
+        cfg_errs_add(e, "--from", "out of memory");
+        return;
+    }
+    cfg->n_sites = 1;
+    struct cfg_site *site = &cfg->sites[0];
+    site->hosts = calloc(a->n_from, sizeof(*site->hosts));
+    if (site->hosts == NULL) {
+        cfg_errs_add(e, "--from", "out of memory");
+        return;
+    }
+    site->n_hosts = a->n_from;
+    for (size_t i = 0; i < a->n_from; i++) {
+        site->hosts[i] = cfg_strdup(a->from[i]);
+        if (site->hosts[i] == NULL) {
+            cfg_errs_add(e, "--from", "out of memory");
+            return;
+        }
+    }
+    do_build_route(site, a, e);
+    do_build_cert(site, a, e);
+    if (cfg_check_site(cfg, 0, &where, e) != 0) {
+        return;
+    }
+    /* Clients without SNI get the first exact name; a wildcard names no one host. */
+    for (size_t i = 0; i < site->n_hosts && cfg->tls.default_sni == NULL; i++) {
+        if (site->hosts[i][0] != '*') {
+            cfg->tls.default_sni = cfg_strdup(site->hosts[i]);
+            if (cfg->tls.default_sni == NULL) {
+                cfg_errs_add(e, "--from", "out of memory");
+            }
+        }
+    }
+}
+
+/* Fills cfg from a when the required options are there. */
+static void do_build(struct cfg *cfg, const struct cli_args *a, struct cfg_errs *e)
+{
+    cfg_set_defaults(cfg);
+    do_build_scalars(cfg, a, e);
+    do_build_listen(cfg, a, e);
+    if (a->n_from > 0 && a->value[OPT_TO] != NULL && a->value[OPT_CERT] != NULL &&
+        a->value[OPT_KEY] != NULL) {
+        do_build_site(cfg, a, e);
+    }
+}
+
+struct cfg *cfg_from_cli(int argc, char **argv, char *err, size_t errlen)
+{
+    struct cfg_errs e;
+    struct cli_args a;
+    struct cfg *cfg = NULL;
+
+    cfg_errs_init(&e, err, errlen);
+    if (cfg_cli_wants_help(argc, argv)) {
+        if (errlen > 0 && err != NULL) {
+            snprintf(err, errlen, "%s", usage);
+        }
+        return NULL;
+    }
+    memset(&a, 0, sizeof(a));
+    a.from = calloc(argc > 0 ? (size_t)argc : 1, sizeof(*a.from));
+    if (a.from == NULL) {
+        cfg_errs_add(&e, "(arguments)", "out of memory");
+        cfg_errs_finish(&e);
+        return NULL;
+    }
+    for (int i = 0; i < argc;) {
+        i = do_scan_one(argc, argv, i, &a, &e);
+    }
+    do_check_required(&a, &e);
+    cfg = calloc(1, sizeof(*cfg));
+    if (cfg == NULL) {
+        cfg_errs_add(&e, "(arguments)", "out of memory");
+    } else {
+        do_build(cfg, &a, &e);
+    }
+    free(a.from);
+    if (e.count > 0) {
+        cfg_free(cfg);
+        cfg = NULL;
+    }
+    cfg_errs_finish(&e);
+    return cfg;
+}

@@ -1,0 +1,934 @@
+/* config.c - loads and validates the JSON config into a struct cfg.
+ *
+ * The loader walks the document once, fills a struct cfg allocated up front and reports
+ * every problem it meets instead of stopping at the first, so a user fixes a file in one
+ * pass. Entries that failed to parse are left NULL (or zero) in their arrays, which keeps
+ * array indexes equal to the JSON indexes for later error lines; a cfg with any error is
+ * freed, so callers never see those holes. Only the control thread loads configs; the
+ * result is immutable and may then be read from any thread.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config_int.h"
+
+/* A config file larger than this is a mistake (a log file, a binary), not a config. */
+#define MAX_FILE_SIZE (16u * 1024 * 1024)
+
+/* Loading state; lives on cfg_parse's stack. */
+struct cfg_loader {
+    struct cfg *cfg;      /* being filled; owned by cfg_parse */
+    struct cfg_errs *e;   /* where errors go */
+    const char *base_dir; /* for relative certificate paths, or NULL */
+};
+
+/* JSON helpers. Each reports its own error and returns whether the value was good. */
+
+static void do_key_path(char *out, size_t len, const char *parent, const char *key)
+{
+    /* A path cut short still names the place well enough; truncation is accepted. */
+    int n = parent[0] == '\0' ? snprintf(out, len, "%s", key)
+                              : snprintf(out, len, "%s.%s", parent, key);
+    if (n < 0 || (size_t)n >= len) {
+        out[len - 1] = '\0';
+    }
+}
+
+static void do_index_path(char *out, size_t len, const char *parent, size_t i)
+{
+    int n = snprintf(out, len, "%s[%zu]", parent, i);
+    if (n < 0 || (size_t)n >= len) {
+        out[len - 1] = '\0';
+    }
+}
+
+/* What a JSON value is, for the "got ..." half of an error line. */
+static void do_describe(const cJSON *v, char *out, size_t len)
+{
+    if (cJSON_IsString(v)) {
+        cfg_quote(out, len, v->valuestring);
+    } else if (cJSON_IsNumber(v)) {
+        snprintf(out, len, "%.15g", v->valuedouble);
+    } else if (cJSON_IsBool(v)) {
+        snprintf(out, len, "%s", cJSON_IsTrue(v) ? "true" : "false");
+    } else if (cJSON_IsNull(v)) {
+        snprintf(out, len, "null");
+    } else if (cJSON_IsArray(v)) {
+        snprintf(out, len, "an array");
+    } else {
+        snprintf(out, len, "an object");
+    }
+}
+
+/* "PATH: expected WHAT, got VALUE", or without the "got" part for a missing value. */
+static void do_expected(struct cfg_loader *ld, const char *path, const char *what,
+                        const cJSON *v)
+{
+    char got[CFG_QUOTE_MAX];
+
+    if (v == NULL) {
+        cfg_errs_add(ld->e, path, "%s", what);
+        return;
+    }
+    do_describe(v, got, sizeof(got));
+    cfg_errs_add(ld->e, path, "%s, got %s", what, got);
+}
+
+static void do_oom(struct cfg_loader *ld, const char *path)
+{
+    cfg_errs_add(ld->e, path, "out of memory");
+}
+
+/* Reports keys not in the NULL-terminated list, and keys given twice (cJSON keeps both,
+ * and a silently ignored second value is a trap). Keys are case-sensitive. */
+static void do_check_keys(struct cfg_loader *ld, const cJSON *obj, const char *path,
+                          const char *const *keys)
+{
+    char known[256] = "";
+    char sub[CFG_PATH_MAX];
+    size_t used = 0;
+
+    for (size_t k = 0; keys[k] != NULL && used < sizeof(known); k++) {
+        int n = snprintf(known + used, sizeof(known) - used, "%s%s", k > 0 ? ", " : "",
+                         keys[k]);
+        used += n > 0 ? (size_t)n : 0;
+    }
+    for (const cJSON *c = obj->child; c != NULL; c = c->next) {
+        do_key_path(sub, sizeof(sub), path, c->string);
+        size_t k = 0;
+        while (keys[k] != NULL && strcmp(keys[k], c->string) != 0) {
+            k++;
+        }
+        if (keys[k] == NULL) {
+            cfg_errs_add(ld->e, sub, "unknown key (known keys: %s)", known);
+            continue;
+        }
+        for (const cJSON *p = obj->child; p != c; p = p->next) {
+            if (strcmp(p->string, c->string) == 0) {
+                cfg_errs_add(ld->e, sub, "duplicate key");
+                break;
+            }
+        }
+    }
+}
+
+static const cJSON *do_get(const cJSON *obj, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, key);
+}
+
+/* Whether v is an object; reports "expected an object" when it is not. */
+static bool do_object(struct cfg_loader *ld, const cJSON *v, const char *path,
+                      const char *const *keys)
+{
+    if (!cJSON_IsObject(v)) {
+        do_expected(ld, path, "expected an object", v);
+        return false;
+    }
+    do_check_keys(ld, v, path, keys);
+    return true;
+}
+
+/* The length of array v, or -1 after reporting that it is missing, not an array, or
+ * empty when nonempty is set. */
+static int do_array(struct cfg_loader *ld, const cJSON *v, const char *path, bool nonempty)
+{
+    int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
+
+    if (n < 0 || (nonempty && n == 0)) {
+        do_expected(ld, path, nonempty ? "expected a non-empty array" : "expected an array",
+                    v);
+        return -1;
+    }
+    return n;
+}
+
+static bool do_get_uint(struct cfg_loader *ld, const cJSON *v, const char *path, uint64_t min,
+                        uint64_t max, uint64_t *out)
+{
+    char what[80];
+    double d = cJSON_IsNumber(v) ? v->valuedouble : -1.0;
+
+    /* The range test comes first so the cast below is defined. */
+    if (d >= (double)min && d <= (double)max && d == (double)(uint64_t)d) {
+        *out = (uint64_t)d;
+        return true;
+    }
+    snprintf(what, sizeof(what), "expected an integer from %llu to %llu",
+             (unsigned long long)min, (unsigned long long)max);
+    do_expected(ld, path, what, v);
+    return false;
+}
+
+static bool do_get_bool(struct cfg_loader *ld, const cJSON *v, const char *path, bool *out)
+{
+    if (!cJSON_IsBool(v)) {
+        do_expected(ld, path, "expected true or false", v);
+        return false;
+    }
+    *out = cJSON_IsTrue(v);
+    return true;
+}
+
+/* A string such as "10s" or a number of seconds; either way more than zero. */
+static bool do_get_duration(struct cfg_loader *ld, const cJSON *v, const char *path,
+                            uint64_t *out)
+{
+    uint64_t ms = 0;
+    bool ok = false;
+
+    if (cJSON_IsString(v)) {
+        ok = cfg_parse_duration(v->valuestring, &ms) == 0;
+    } else if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 1e12) {
+        double d = v->valuedouble * 1000;
+        ms = (uint64_t)d;
+        ms += (double)ms < d ? 1 : 0;
+        ok = true;
+    }
+    if (!ok) {
+        do_expected(ld, path, "expected a duration such as \"10s\"", v);
+        return false;
+    }
+    if (ms == 0) {
+        do_expected(ld, path, "expected a duration greater than zero", v);
+        return false;
+    }
+    *out = ms;
+    return true;
+}
+
+/* A copy of string v (non-empty), or NULL after reporting what was expected. */
+static char *do_get_string(struct cfg_loader *ld, const cJSON *v, const char *path,
+                           const char *what)
+{
+    if (!cJSON_IsString(v) || v->valuestring[0] == '\0') {
+        do_expected(ld, path, what, v);
+        return NULL;
+    }
+    char *s = cfg_strdup(v->valuestring);
+    if (s == NULL) {
+        do_oom(ld, path);
+    }
+    return s;
+}
+
+static void do_get_balance(struct cfg_loader *ld, const cJSON *v, const char *path,
+                           enum cfg_balance *out)
+{
+    const char *s = cJSON_IsString(v) ? v->valuestring : "";
+
+    if (strcmp(s, "round_robin") == 0) {
+        *out = CFG_BALANCE_ROUND_ROBIN;
+    } else if (strcmp(s, "least_conn") == 0) {
+        *out = CFG_BALANCE_LEAST_CONN;
+    } else {
+        do_expected(ld, path, "expected \"round_robin\" or \"least_conn\"", v);
+    }
+}
+
+/* Sections. */
+
+static void do_load_log(struct cfg_loader *ld, const cJSON *v)
+{
+    static const char *const keys[] = {"level", "access", NULL};
+    const cJSON *item;
+
+    if (!do_object(ld, v, "log", keys)) {
+        return;
+    }
+    item = do_get(v, "level");
+    if (item != NULL) {
+        const char *s = cJSON_IsString(item) ? item->valuestring : NULL;
+        if (cfg_parse_log_level(s, &ld->cfg->log_level) != 0) {
+            do_expected(ld, "log.level", "expected \"debug\", \"info\", \"warn\" or \"error\"",
+                        item);
+        }
+    }
+    item = do_get(v, "access");
+    if (item != NULL) {
+        do_get_bool(ld, item, "log.access", &ld->cfg->access_log);
+    }
+}
+
+static void do_load_timeouts(struct cfg_loader *ld, const cJSON *v)
+{
+    static const char *const keys[] = {"request_head",     "keepalive_idle", "tls_handshake",
+                                       "upstream_connect", "upstream_head",  "upstream_idle",
+                                       "body_idle",        "drain",          NULL};
+    struct cfg_timeouts *t = &ld->cfg->timeouts;
+    uint64_t *fields[] = {&t->request_head,     &t->keepalive_idle, &t->tls_handshake,
+                          &t->upstream_connect, &t->upstream_head,  &t->upstream_idle,
+                          &t->body_idle,        &t->drain};
+    char path[CFG_PATH_MAX];
+
+    if (!do_object(ld, v, "timeouts", keys)) {
+        return;
+    }
+    for (size_t i = 0; keys[i] != NULL; i++) {
+        const cJSON *item = do_get(v, keys[i]);
+        if (item != NULL) {
+            do_key_path(path, sizeof(path), "timeouts", keys[i]);
+            do_get_duration(ld, item, path, fields[i]);
+        }
+    }
+}
+
+static void do_load_limits(struct cfg_loader *ld, const cJSON *v)
+{
+    static const char *const keys[] = {"max_request_head", "max_connections_per_worker",
+                                       "upstream_idle_per_worker", NULL};
+    static const uint64_t min[] = {1024, 1, 0};
+    static const uint64_t max[] = {1048576, 1000000, 100000};
+    struct cfg_limits *l = &ld->cfg->limits;
+    size_t *fields[] = {&l->max_request_head, &l->max_conns_per_worker,
+                        &l->upstream_idle_per_worker};
+    char path[CFG_PATH_MAX];
+    uint64_t n;
+
+    if (!do_object(ld, v, "limits", keys)) {
+        return;
+    }
+    for (size_t i = 0; keys[i] != NULL; i++) {
+        const cJSON *item = do_get(v, keys[i]);
+        do_key_path(path, sizeof(path), "limits", keys[i]);
+        if (item != NULL && do_get_uint(ld, item, path, min[i], max[i], &n)) {
+            *fields[i] = (size_t)n;
+        }
+    }
+}
+
+static void do_load_tls(struct cfg_loader *ld, const cJSON *v)
+{
+    static const char *const keys[] = {"default_sni", "session_tickets", "ticket_rotation",
+                                       NULL};
+    const cJSON *item;
+
+    if (!do_object(ld, v, "tls", keys)) {
+        return;
+    }
+    item = do_get(v, "default_sni");
+    if (item != NULL) {
+        ld->cfg->tls.default_sni =
+            do_get_string(ld, item, "tls.default_sni", "expected a host name");
+        if (ld->cfg->tls.default_sni != NULL) {
+            cfg_lower(ld->cfg->tls.default_sni);
+        }
+    }
+    item = do_get(v, "session_tickets");
+    if (item != NULL) {
+        do_get_bool(ld, item, "tls.session_tickets", &ld->cfg->tls.session_tickets);
+    }
+    item = do_get(v, "ticket_rotation");
+    if (item != NULL) {
+        do_get_duration(ld, item, "tls.ticket_rotation", &ld->cfg->tls.ticket_rotation_ms);
+    }
+}
+
+static void do_load_trusted(struct cfg_loader *ld, const cJSON *v)
+{
+    char path[CFG_PATH_MAX];
+    int n = do_array(ld, v, "trusted_proxies", false);
+
+    if (n <= 0) {
+        return;
+    }
+    ld->cfg->trusted_proxies = calloc((size_t)n, sizeof(struct cfg_cidr));
+    if (ld->cfg->trusted_proxies == NULL) {
+        do_oom(ld, "trusted_proxies");
+        return;
+    }
+    ld->cfg->n_trusted_proxies = (size_t)n;
+    const cJSON *item = v->child;
+    for (int i = 0; i < n; i++, item = item->next) {
+        const char *s = cJSON_IsString(item) ? item->valuestring : NULL;
+        const char *why = cfg_check_cidr(s, &ld->cfg->trusted_proxies[i]);
+        if (why != NULL) {
+            do_index_path(path, sizeof(path), "trusted_proxies", (size_t)i);
+            do_expected(ld, path, why, item);
+        }
+    }
+}
+
+/* One listener list; a missing list gets its default (def). */
+static void do_load_listeners(struct cfg_loader *ld, const cJSON *v, const char *path,
+                              const char *def, bool nonempty, struct cfg_hostport **list,
+                              size_t *count)
+{
+    char sub[CFG_PATH_MAX];
+    int n = v == NULL ? 1 : do_array(ld, v, path, nonempty);
+
+    if (n <= 0) {
+        return;
+    }
+    *list = calloc((size_t)n, sizeof(**list));
+    if (*list == NULL) {
+        do_oom(ld, path);
+        return;
+    }
+    *count = (size_t)n;
+    if (v == NULL) {
+        if (cfg_parse_hostport(def, true, &(*list)[0]) != 0) {
+            do_oom(ld, path);
+        }
+        return;
+    }
+    const cJSON *item = v->child;
+    for (int i = 0; i < n; i++, item = item->next) {
+        const char *s = cJSON_IsString(item) ? item->valuestring : NULL;
+        if (cfg_parse_hostport(s, true, &(*list)[i]) != 0) {
+            do_index_path(sub, sizeof(sub), path, (size_t)i);
+            do_expected(ld, sub, "expected \"host:port\" or \":port\"", item);
+        }
+    }
+}
+
+/* Listener k of https followed by http, with the path naming it in errors. */
+static const struct cfg_hostport *do_listener_at(const struct cfg *cfg, size_t k,
+                                                 const bool given[2], char *path, size_t len)
+{
+    bool https = k < cfg->n_https_listen;
+    size_t i = https ? k : k - cfg->n_https_listen;
+    const char *name = https ? "listen.https" : "listen.http";
+
+    if (given[https ? 0 : 1]) {
+        snprintf(path, len, "%s[%zu]", name, i);
+    } else {
+        snprintf(path, len, "%s (default)", name);
+    }
+    return https ? &cfg->https_listen[i] : &cfg->http_listen[i];
+}
+
+/* SO_REUSEPORT would let two listeners on one address both bind and split connections
+ * silently, so overlaps are refused here. */
+static void do_check_listen_overlap(struct cfg_loader *ld, const bool given[2])
+{
+    const struct cfg *cfg = ld->cfg;
+    size_t total = cfg->n_https_listen + cfg->n_http_listen;
+    char path[CFG_PATH_MAX], other[CFG_PATH_MAX];
+
+    for (size_t k = 1; k < total; k++) {
+        const struct cfg_hostport *a = do_listener_at(cfg, k, given, path, sizeof(path));
+        for (size_t j = 0; j < k; j++) {
+            const struct cfg_hostport *b = do_listener_at(cfg, j, given, other, sizeof(other));
+            if (cfg_listen_overlap(a, b)) {
+                cfg_errs_add(ld->e, path, "port %u is already used by %s", a->port, other);
+                break;
+            }
+        }
+    }
+}
+
+static void do_load_listen(struct cfg_loader *ld, const cJSON *v)
+{
+    static const char *const keys[] = {"https", "http", NULL};
+    struct cfg *cfg = ld->cfg;
+    const cJSON *https = NULL, *http = NULL;
+
+    if (v != NULL && do_object(ld, v, "listen", keys)) {
+        https = do_get(v, "https");
+        http = do_get(v, "http");
+    }
+    /* An empty http list turns the plain listener off; https cannot be turned off. */
+    do_load_listeners(ld, https, "listen.https", ":443", true, &cfg->https_listen,
+                      &cfg->n_https_listen);
+    do_load_listeners(ld, http, "listen.http", ":80", false, &cfg->http_listen,
+                      &cfg->n_http_listen);
+    bool given[2] = {https != NULL, http != NULL};
+    do_check_listen_overlap(ld, given);
+}
+
+static void do_load_upstreams(struct cfg_loader *ld, const cJSON *v, const char *path,
+                              struct cfg_route *r)
+{
+    char sub[CFG_PATH_MAX];
+    int n = do_array(ld, v, path, true);
+
+    if (n <= 0) {
+        return;
+    }
+    r->upstreams = calloc((size_t)n, sizeof(*r->upstreams));
+    if (r->upstreams == NULL) {
+        do_oom(ld, path);
+        return;
+    }
+    r->n_upstreams = (size_t)n;
+    const cJSON *item = v->child;
+    for (int i = 0; i < n; i++, item = item->next) {
+        const char *s = cJSON_IsString(item) ? item->valuestring : NULL;
+        const char *why = cfg_check_upstream(s, &r->upstreams[i]);
+        if (why != NULL) {
+            do_index_path(sub, sizeof(sub), path, (size_t)i);
+            do_expected(ld, sub, why, item);
+        }
+    }
+}
+
+static void do_load_route(struct cfg_loader *ld, const cJSON *v, const char *path,
+                          struct cfg_route *r)
+{
+    static const char *const keys[] = {"path", "upstreams", "balancing", NULL};
+    char sub[CFG_PATH_MAX];
+
+    if (!do_object(ld, v, path, keys)) {
+        return;
+    }
+    const cJSON *item = do_get(v, "path");
+    do_key_path(sub, sizeof(sub), path, "path");
+    if (cJSON_IsString(item) && item->valuestring[0] == '/') {
+        r->path_prefix = cfg_strdup(item->valuestring);
+        if (r->path_prefix == NULL) {
+            do_oom(ld, sub);
+        }
+    } else {
+        do_expected(ld, sub, "expected a path starting with \"/\"", item);
+    }
+    do_key_path(sub, sizeof(sub), path, "upstreams");
+    do_load_upstreams(ld, do_get(v, "upstreams"), sub, r);
+    item = do_get(v, "balancing");
+    if (item != NULL) {
+        do_key_path(sub, sizeof(sub), path, "balancing");
+        do_get_balance(ld, item, sub, &r->balance);
+    }
+}
+
+/* The listed routes, in order; n routes were allocated and the first n_listed come from
+ * the JSON array. Two routes for one path would make "longest prefix wins" ambiguous. */
+static void do_load_listed_routes(struct cfg_loader *ld, const cJSON *v, const char *path,
+                                  struct cfg_site *site, size_t n_listed)
+{
+    char sub[CFG_PATH_MAX], q[CFG_QUOTE_MAX];
+
+    const cJSON *item = n_listed > 0 ? v->child : NULL;
+    for (size_t j = 0; j < n_listed; j++, item = item->next) {
+        struct cfg_route *r = &site->routes[j];
+        do_index_path(sub, sizeof(sub), path, j);
+        do_load_route(ld, item, sub, r);
+        for (size_t k = 0; r->path_prefix != NULL && k < j; k++) {
+            const char *other = site->routes[k].path_prefix;
+            if (other != NULL && strcmp(other, r->path_prefix) == 0) {
+                cfg_quote(q, sizeof(q), r->path_prefix);
+                cfg_errs_add(ld->e, sub, "%s is already routed by %s[%zu]", q, path, k);
+                break;
+            }
+        }
+    }
+}
+
+/* "upstreams" is shorthand for a route at "/", added after the listed routes. */
+static void do_load_shorthand(struct cfg_loader *ld, const cJSON *site_v, const char *path,
+                              struct cfg_site *site, size_t n_listed)
+{
+    char sub[CFG_PATH_MAX];
+    struct cfg_route *r = &site->routes[n_listed];
+
+    do_key_path(sub, sizeof(sub), path, "upstreams");
+    for (size_t k = 0; k < n_listed; k++) {
+        const char *other = site->routes[k].path_prefix;
+        if (other != NULL && strcmp(other, "/") == 0) {
+            cfg_errs_add(ld->e, sub, "conflicts with the route for \"/\"");
+            break;
+        }
+    }
+    r->path_prefix = cfg_strdup("/");
+    if (r->path_prefix == NULL) {
+        do_oom(ld, sub);
+    }
+    do_load_upstreams(ld, do_get(site_v, "upstreams"), sub, r);
+    const cJSON *bal = do_get(site_v, "balancing");
+    if (bal != NULL) {
+        do_key_path(sub, sizeof(sub), path, "balancing");
+        do_get_balance(ld, bal, sub, &r->balance);
+    }
+}
+
+static void do_load_site_routes(struct cfg_loader *ld, const cJSON *v, const char *path,
+                                struct cfg_site *site)
+{
+    const cJSON *routes = do_get(v, "routes");
+    const cJSON *ups = do_get(v, "upstreams");
+    char sub[CFG_PATH_MAX];
+    int n_listed = 0;
+
+    if (routes == NULL && ups == NULL) {
+        cfg_errs_add(ld->e, path, "expected \"upstreams\" or \"routes\"");
+        return;
+    }
+    if (routes != NULL) {
+        do_key_path(sub, sizeof(sub), path, "routes");
+        n_listed = do_array(ld, routes, sub, true);
+        n_listed = n_listed < 0 ? 0 : n_listed;
+    }
+    if (ups == NULL && do_get(v, "balancing") != NULL) {
+        do_key_path(sub, sizeof(sub), path, "balancing");
+        cfg_errs_add(ld->e, sub, "applies only with \"upstreams\"; set it in each route");
+    }
+    size_t total = (size_t)n_listed + (ups != NULL ? 1 : 0);
+    if (total == 0) {
+        return;
+    }
+    site->routes = calloc(total, sizeof(*site->routes));
+    if (site->routes == NULL) {
+        do_oom(ld, path);
+        return;
+    }
+    site->n_routes = total;
+    do_key_path(sub, sizeof(sub), path, "routes");
+    do_load_listed_routes(ld, routes, sub, site, (size_t)n_listed);
+    if (ups != NULL) {
+        do_load_shorthand(ld, v, path, site, (size_t)n_listed);
+    }
+}
+
+static void do_load_hosts(struct cfg_loader *ld, const cJSON *v, const char *path,
+                          struct cfg_site *site)
+{
+    char sub[CFG_PATH_MAX];
+    int n = do_array(ld, v, path, true);
+
+    if (n <= 0) {
+        return;
+    }
+    site->hosts = calloc((size_t)n, sizeof(*site->hosts));
+    if (site->hosts == NULL) {
+        do_oom(ld, path);
+        return;
+    }
+    site->n_hosts = (size_t)n;
+    const cJSON *item = v->child;
+    for (int i = 0; i < n; i++, item = item->next) {
+        do_index_path(sub, sizeof(sub), path, (size_t)i);
+        if (!cJSON_IsString(item)) {
+            do_expected(ld, sub, cfg_check_site_host(NULL), item);
+            continue;
+        }
+        site->hosts[i] = cfg_strdup(item->valuestring);
+        if (site->hosts[i] == NULL) {
+            do_oom(ld, sub);
+        }
+    }
+}
+
+/* One certificate file path, made absolute against the config's directory. */
+static char *do_load_cert_file(struct cfg_loader *ld, const cJSON *v, const char *path)
+{
+    if (!cJSON_IsString(v) || v->valuestring[0] == '\0') {
+        do_expected(ld, path, "expected a file path", v);
+        return NULL;
+    }
+    char *file = cfg_abs_path(ld->base_dir, v->valuestring);
+    if (file == NULL) {
+        cfg_errs_add(ld->e, path, "cannot make the path absolute: %s", strerror(errno));
+    }
+    return file;
+}
+
+static void do_load_cert(struct cfg_loader *ld, const cJSON *v, const char *path,
+                         struct cfg_site *site)
+{
+    static const char *const keys[] = {"cert", "key", NULL};
+    static const char expected[] = "expected an object with \"cert\" and \"key\" file paths";
+    char sub[CFG_PATH_MAX];
+
+    if (!cJSON_IsObject(v) || do_get(v, "cert") == NULL || do_get(v, "key") == NULL) {
+        do_expected(ld, path, expected, v);
+    }
+    if (!cJSON_IsObject(v)) {
+        return;
+    }
+    do_check_keys(ld, v, path, keys);
+    if (do_get(v, "cert") != NULL) {
+        do_key_path(sub, sizeof(sub), path, "cert");
+        site->cert.cert_file = do_load_cert_file(ld, do_get(v, "cert"), sub);
+    }
+    if (do_get(v, "key") != NULL) {
+        do_key_path(sub, sizeof(sub), path, "key");
+        site->cert.key_file = do_load_cert_file(ld, do_get(v, "key"), sub);
+    }
+}
+
+static void do_load_site(struct cfg_loader *ld, const cJSON *v, size_t i)
+{
+    static const char *const keys[] = {"hosts", "certificate", "upstreams", "balancing",
+                                       "routes", NULL};
+    struct cfg_site *site = &ld->cfg->sites[i];
+    char path[CFG_PATH_MAX], hosts[CFG_PATH_MAX], cert_obj[CFG_PATH_MAX];
+    char cert[CFG_PATH_MAX], key[CFG_PATH_MAX];
+
+    do_index_path(path, sizeof(path), "sites", i);
+    if (!do_object(ld, v, path, keys)) {
+        return;
+    }
+    do_key_path(hosts, sizeof(hosts), path, "hosts");
+    do_load_hosts(ld, do_get(v, "hosts"), hosts, site);
+    do_key_path(cert_obj, sizeof(cert_obj), path, "certificate");
+    do_load_cert(ld, do_get(v, "certificate"), cert_obj, site);
+    do_load_site_routes(ld, v, path, site);
+
+    do_key_path(cert, sizeof(cert), cert_obj, "cert");
+    do_key_path(key, sizeof(key), cert_obj, "key");
+    struct cfg_site_where where = {.hosts = hosts, .index_hosts = true, .cert = cert,
+                                   .key = key};
+    cfg_check_site(ld->cfg, i, &where, ld->e);
+}
+
+static void do_load_sites(struct cfg_loader *ld, const cJSON *v)
+{
+    int n = do_array(ld, v, "sites", true);
+
+    if (n <= 0) {
+        return;
+    }
+    ld->cfg->sites = calloc((size_t)n, sizeof(struct cfg_site));
+    if (ld->cfg->sites == NULL) {
+        do_oom(ld, "sites");
+        return;
+    }
+    ld->cfg->n_sites = (size_t)n;
+    const cJSON *item = v->child;
+    for (int i = 0; i < n; i++, item = item->next) {
+        do_load_site(ld, item, (size_t)i);
+    }
+}
+
+/* The default certificate must be one a site really has, so it names an exact host. */
+static void do_check_default_sni(struct cfg_loader *ld)
+{
+    const struct cfg *cfg = ld->cfg;
+    const char *sni = cfg->tls.default_sni;
+    char q[CFG_QUOTE_MAX];
+
+    if (sni == NULL) {
+        return;
+    }
+    for (size_t s = 0; sni[0] != '*' && s < cfg->n_sites; s++) {
+        for (size_t h = 0; h < cfg->sites[s].n_hosts; h++) {
+            const char *host = cfg->sites[s].hosts[h];
+            if (host != NULL && strcmp(host, sni) == 0) {
+                return;
+            }
+        }
+    }
+    cfg_quote(q, sizeof(q), sni);
+    cfg_errs_add(ld->e, "tls.default_sni",
+                 "expected one of the sites' hosts (not a wildcard), got %s", q);
+}
+
+static void do_load_root(struct cfg_loader *ld, const cJSON *root)
+{
+    static const char *const keys[] = {"workers", "listen", "log", "timeouts", "limits",
+                                       "tls", "trusted_proxies", "sites", NULL};
+    const cJSON *item;
+    uint64_t n;
+
+    if (!do_object(ld, root, "", keys)) {
+        return;
+    }
+    item = do_get(root, "workers");
+    if (item != NULL && do_get_uint(ld, item, "workers", 0, CFG_MAX_WORKERS, &n)) {
+        ld->cfg->workers = (unsigned)n;
+    }
+    do_load_listen(ld, do_get(root, "listen"));
+    static void (*const loaders[])(struct cfg_loader *, const cJSON *) = {
+        do_load_log, do_load_timeouts, do_load_limits, do_load_tls, do_load_trusted};
+    static const char *const sections[] = {"log", "timeouts", "limits", "tls",
+                                           "trusted_proxies"};
+    for (size_t i = 0; i < sizeof(loaders) / sizeof(loaders[0]); i++) {
+        item = do_get(root, sections[i]);
+        if (item != NULL) {
+            loaders[i](ld, item);
+        }
+    }
+    do_load_sites(ld, do_get(root, "sites"));
+    do_check_default_sni(ld);
+}
+
+/* cJSON stops after the first value; anything but white space after it is an error. */
+static bool do_only_space(const char *p, const char *end)
+{
+    for (; p < end && *p != '\0'; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void do_report_syntax(struct cfg_errs *e, const char *json, size_t len, const char *at)
+{
+    size_t off = at != NULL && at >= json && at <= json + len ? (size_t)(at - json) : 0;
+    unsigned line = 1, col = 1;
+
+    for (size_t i = 0; i < off; i++) {
+        if (json[i] == '\n') {
+            line++;
+            col = 1;
+        } else {
+            col++;
+        }
+    }
+    cfg_errs_add(e, "(root)", "invalid JSON near line %u, column %u", line, col);
+}
+
+struct cfg *cfg_parse(const char *json, size_t len, const char *base_dir, char *err,
+                      size_t errlen)
+{
+    struct cfg_errs e;
+    const char *end = NULL;
+    struct cfg *cfg = NULL;
+
+    cfg_errs_init(&e, err, errlen);
+    /* The parse end is returned per call; cJSON_GetErrorPtr is a global, and a reload
+     * may run while another thread parses ACME JSON. */
+    cJSON *root = json != NULL ? cJSON_ParseWithLengthOpts(json, len, &end, false) : NULL;
+    if (root == NULL || !do_only_space(end, json + len)) {
+        do_report_syntax(&e, json, json != NULL ? len : 0, end);
+    } else {
+        cfg = calloc(1, sizeof(*cfg));
+        if (cfg == NULL) {
+            cfg_errs_add(&e, "(root)", "out of memory");
+        } else {
+            struct cfg_loader ld = {.cfg = cfg, .e = &e, .base_dir = base_dir};
+            cfg_set_defaults(cfg);
+            do_load_root(&ld, root);
+        }
+    }
+    cJSON_Delete(root);
+    if (e.count > 0) {
+        cfg_free(cfg);
+        cfg = NULL;
+    }
+    cfg_errs_finish(&e);
+    return cfg;
+}
+
+/* Reads all of f into a new NUL-terminated buffer. Returns 0, or an errno value. */
+static int do_read_all(FILE *f, char **out, size_t *len)
+{
+    size_t cap = 0, n = 0;
+    char *buf = NULL;
+
+    for (;;) {
+        if (n + 1 >= cap) {
+            size_t ncap = cap == 0 ? 4096 : cap * 2;
+            if (ncap > MAX_FILE_SIZE + 1) {
+                free(buf);
+                return EFBIG;
+            }
+            char *nbuf = realloc(buf, ncap);
+            if (nbuf == NULL) {
+                free(buf);
+                return ENOMEM;
+            }
+            buf = nbuf;
+            cap = ncap;
+        }
+        errno = 0;
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) {
+            break;
+        }
+    }
+    if (ferror(f)) {
+        int rc = errno != 0 ? errno : EIO;
+        free(buf);
+        return rc;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+struct cfg *cfg_load_file(const char *path, char *err, size_t errlen)
+{
+    struct cfg_errs e;
+    char *text = NULL;
+    size_t len = 0;
+    int rc;
+
+    cfg_errs_init(&e, err, errlen);
+    if (path == NULL || path[0] == '\0') {
+        cfg_errs_add(&e, "(file)", "expected a config file path");
+        return NULL;
+    }
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        rc = errno;
+    } else {
+        rc = do_read_all(f, &text, &len);
+        fclose(f);
+    }
+    if (rc != 0) {
+        cfg_errs_add(&e, path, "cannot read: %s", strerror(rc));
+        cfg_errs_finish(&e);
+        return NULL;
+    }
+    const char *slash = strrchr(path, '/');
+    char *dir = NULL;
+    if (slash != NULL) {
+        size_t n = slash == path ? 1 : (size_t)(slash - path);
+        dir = malloc(n + 1);
+        if (dir == NULL) {
+            free(text);
+            cfg_errs_add(&e, path, "out of memory");
+            cfg_errs_finish(&e);
+            return NULL;
+        }
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    struct cfg *cfg = cfg_parse(text, len, dir, err, errlen);
+    free(dir);
+    free(text);
+    return cfg;
+}
+
+static void do_free_route(struct cfg_route *r)
+{
+    free(r->path_prefix);
+    for (size_t i = 0; i < r->n_upstreams; i++) {
+        free(r->upstreams[i].host);
+    }
+    free(r->upstreams);
+}
+
+static void do_free_site(struct cfg_site *site)
+{
+    for (size_t i = 0; i < site->n_hosts; i++) {
+        free(site->hosts[i]);
+    }
+    free(site->hosts);
+    free(site->cert.cert_file);
+    free(site->cert.key_file);
+    for (size_t i = 0; i < site->n_routes; i++) {
+        do_free_route(&site->routes[i]);
+    }
+    free(site->routes);
+}
+
+void cfg_free(struct cfg *cfg)
+{
+    if (cfg == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < cfg->n_https_listen; i++) {
+        free(cfg->https_listen[i].host);
+    }
+    free(cfg->https_listen);
+    for (size_t i = 0; i < cfg->n_http_listen; i++) {
+        free(cfg->http_listen[i].host);
+    }
+    free(cfg->http_listen);
+    free(cfg->tls.default_sni);
+    free(cfg->trusted_proxies);
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        do_free_site(&cfg->sites[i]);
+    }
+    free(cfg->sites);
+    free(cfg);
+}
+

@@ -1,0 +1,140 @@
+/* config.h - moat's configuration: loading, validation and the zero-config CLI form.
+ *
+ * The config module depends on nothing else of moat. It turns a JSON file (or the
+ * `moat proxy` command line) into a validated, immutable struct cfg. Every error
+ * names the key path and what was expected, and all errors are reported at once.
+ */
+#ifndef MOAT_CONFIG_H
+#define MOAT_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum cfg_balance {
+    CFG_BALANCE_ROUND_ROBIN = 0,
+    CFG_BALANCE_LEAST_CONN,
+};
+
+enum cfg_log_level {
+    CFG_LOG_DEBUG = 0,
+    CFG_LOG_INFO,
+    CFG_LOG_WARN,
+    CFG_LOG_ERROR,
+};
+
+/* A listen or upstream address as written: host may be a name, an IPv4 literal or an
+ * IPv6 literal (without brackets); an empty host on a listener means every address. */
+struct cfg_hostport {
+    char *host;
+    uint16_t port;
+};
+
+/* A network in trusted_proxies: family is 4 or 6, addr holds 4 or 16 bytes. */
+struct cfg_cidr {
+    int family;
+    uint8_t addr[16];
+    unsigned prefix;
+};
+
+/* A certificate from files: PEM chain (leaf first) and PEM private key. */
+struct cfg_cert_files {
+    char *cert_file;
+    char *key_file;
+};
+
+struct cfg_route {
+    char *path_prefix; /* "/" matches everything */
+    struct cfg_hostport *upstreams;
+    size_t n_upstreams;
+    enum cfg_balance balance;
+};
+
+struct cfg_site {
+    char **hosts; /* lower-case names; "*.example.com" is a one-label wildcard */
+    size_t n_hosts;
+    struct cfg_cert_files cert; /* both NULL when the site has no certificate files */
+    struct cfg_route *routes;   /* longest prefix wins; order kept as written */
+    size_t n_routes;
+};
+
+/* Every duration is in milliseconds. */
+struct cfg_timeouts {
+    uint64_t request_head;     /* whole request head must arrive within this */
+    uint64_t keepalive_idle;   /* idle client connection between requests */
+    uint64_t tls_handshake;    /* from accept to handshake done */
+    uint64_t upstream_connect; /* TCP connect to an upstream */
+    uint64_t upstream_head;    /* from request sent to response head received */
+    uint64_t upstream_idle;    /* pooled idle upstream connection lifetime */
+    uint64_t body_idle;        /* no byte in either direction while streaming a body */
+    uint64_t drain;            /* graceful shutdown: wait this long for in-flight work */
+};
+
+struct cfg_limits {
+    size_t max_request_head;        /* bytes; over it the client gets 431 */
+    size_t max_conns_per_worker;    /* accepted connections; over it new ones are closed */
+    size_t upstream_idle_per_worker; /* pooled idle connections per upstream per worker */
+};
+
+struct cfg_tls {
+    char *default_sni;           /* certificate name used for clients sending no SNI, or NULL */
+    bool session_tickets;        /* resumption with tickets */
+    uint64_t ticket_rotation_ms; /* ticket key lifetime; the previous key still decrypts */
+};
+
+struct cfg {
+    unsigned workers; /* 0 means one per CPU; the caller resolves it */
+    struct cfg_hostport *https_listen;
+    size_t n_https_listen;
+    struct cfg_hostport *http_listen;
+    size_t n_http_listen;
+    enum cfg_log_level log_level;
+    bool access_log;
+    struct cfg_timeouts timeouts;
+    struct cfg_limits limits;
+    struct cfg_tls tls;
+    struct cfg_cidr *trusted_proxies;
+    size_t n_trusted_proxies;
+    struct cfg_site *sites;
+    size_t n_sites;
+};
+
+/* Parses and validates a JSON document. Returns a new cfg owned by the caller, or NULL
+ * with every error written to err, one per line ("sites[1].upstreams[0]: expected
+ * \"host:port\""), truncated to errlen. Relative certificate paths are taken relative
+ * to base_dir when it is not NULL. */
+struct cfg *cfg_parse(const char *json, size_t len, const char *base_dir, char *err,
+                      size_t errlen);
+
+/* Reads FILE and calls cfg_parse with the file's directory as base_dir. */
+struct cfg *cfg_load_file(const char *path, char *err, size_t errlen);
+
+/* Builds a cfg from the arguments of `moat proxy` (argv[0] is the first option, e.g.
+ * "--from"). Same error convention as cfg_parse. */
+struct cfg *cfg_from_cli(int argc, char **argv, char *err, size_t errlen);
+
+/* Usage text of `moat proxy`, for --help and errors. */
+const char *cfg_cli_usage(void);
+
+/* Whether the arguments of `moat proxy` ask for help ("--help" or "-h"). cfg_from_cli
+ * answers those with NULL and the usage text in err; call this first to print the usage
+ * to stdout and exit 0 instead. */
+bool cfg_cli_wants_help(int argc, char **argv);
+
+void cfg_free(struct cfg *cfg);
+
+/* Parses "host:port", "[v6]:port" or ":port" (allow_empty_host). Returns 0 or -1. */
+int cfg_parse_hostport(const char *s, bool allow_empty_host, struct cfg_hostport *out);
+
+/* Parses "10s", "500ms", "2m", "1h" or a plain number of seconds (may be fractional).
+ * Returns 0 or -1. */
+int cfg_parse_duration(const char *s, uint64_t *ms);
+
+/* Whether the address (4 or 16 bytes of family 4 or 6) is inside one of the networks.
+ * An IPv4-mapped IPv6 address matches IPv4 networks. */
+bool cfg_cidr_match(const struct cfg_cidr *nets, size_t n, int family, const uint8_t *addr);
+
+/* Whether name (lower-case) matches pattern: exact, or "*.suffix" for exactly one label. */
+bool cfg_host_match(const char *pattern, const char *name);
+
+#endif

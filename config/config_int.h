@@ -1,0 +1,91 @@
+/* config_int.h - what config.c, check.c, duration.c and cli.c share: the error collector, the
+ * value parsers and the checks that both the JSON loader and the CLI run.
+ *
+ * Checks come in two shapes. Value parsers (cfg_check_*) return NULL when the value is
+ * fine, or a static text saying what was expected, so each caller can put its own path
+ * (a JSON key path or a CLI option) in front of it. Whole-site checks take a
+ * struct cfg_site_where saying how to name the parts of the site in error lines.
+ */
+#ifndef MOAT_CONFIG_INT_H
+#define MOAT_CONFIG_INT_H
+
+#include <stdarg.h>
+
+#include "config.h"
+
+#define CFG_MAX_WORKERS 1024
+#define CFG_MAX_PORT 65535
+
+/* Longest path or quoted value put into an error line; longer ones are cut with "...". */
+#define CFG_PATH_MAX 160
+#define CFG_QUOTE_MAX 80
+
+/* Error lines written into the caller's buffer, one per line, no trailing newline. Once
+ * a line does not fit, later lines are only counted, so the buffer never holds half a
+ * line except when even the first line is longer than the buffer. */
+struct cfg_errs {
+    char *buf;      /* the caller's buffer, or NULL */
+    size_t cap;     /* its size in bytes */
+    size_t used;    /* bytes written, not counting the NUL */
+    unsigned count; /* lines reported, written or not */
+    unsigned lost;  /* lines that did not fit */
+};
+
+void cfg_errs_init(struct cfg_errs *e, char *buf, size_t cap);
+void cfg_errs_add(struct cfg_errs *e, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Appends "(N more errors)" when lines were lost and there is room for it. */
+void cfg_errs_finish(struct cfg_errs *e);
+
+/* Writes s into out as a quoted string for an error line: control bytes become '?' and a
+ * long value is cut with "...". */
+void cfg_quote(char *out, size_t outlen, const char *s);
+
+/* duration.c: value parsers. */
+
+/* A decimal number of digits only (no sign, no space) not above max. Returns 0 or -1. */
+int cfg_parse_uint(const char *s, uint64_t max, uint64_t *out);
+int cfg_parse_log_level(const char *s, enum cfg_log_level *out);
+/* Letters, digits, '-' (and '_' when allowed), labels of 1..63 bytes, 253 bytes in all;
+ * a last label of digits only is refused so "1.2.3" is not taken for a name. */
+bool cfg_valid_dns_name(const char *s, bool allow_underscore);
+/* 4 or 6 when s is an IPv4 or (bare) IPv6 literal, else 0. */
+int cfg_ip_family(const char *s);
+/* A host to connect to or bind: a DNS name (underscores allowed, as container names
+ * have them), or an IPv4 or bare IPv6 literal. */
+bool cfg_valid_endpoint_host(const char *s);
+/* A site host: a name, "*." followed by a name, or an IP literal. Lower-case expected. */
+const char *cfg_check_site_host(const char *s);
+/* "host:port" with a port of 1..65535; out->host is allocated on success. */
+const char *cfg_check_upstream(const char *s, struct cfg_hostport *out);
+/* "10.0.0.0/8", "::1/128" or a single address. */
+const char *cfg_check_cidr(const char *s, struct cfg_cidr *out);
+
+/* check.c: checks shared by config.c and cli.c. */
+
+/* How cfg_check_site names a site's parts in error lines. */
+struct cfg_site_where {
+    const char *hosts;  /* "sites[0].hosts" or "--from" */
+    bool index_hosts;   /* append "[i]" to hosts */
+    const char *cert;   /* "sites[0].certificate.cert" or "--cert" */
+    const char *key;
+};
+
+/* Every value that has a default gets it; lists and strings are left alone. */
+void cfg_set_defaults(struct cfg *cfg);
+/* Lower-cases and checks the hosts of cfg->sites[i] (NULL entries, already reported by
+ * the caller, are skipped), refuses hosts used earlier in this or an earlier site, and
+ * checks that the certificate files can be read. Returns the number of errors added. */
+unsigned cfg_check_site(struct cfg *cfg, size_t i, const struct cfg_site_where *where,
+                        struct cfg_errs *e);
+/* Whether two listeners would take the same socket: the same port (not 0) on the same
+ * host, or on any host when one of them binds every address. */
+bool cfg_listen_overlap(const struct cfg_hostport *a, const struct cfg_hostport *b);
+/* An absolute path for path: unchanged when absolute, else under dir, or under the
+ * current directory when dir is NULL. Returns a new string or NULL. */
+char *cfg_abs_path(const char *dir, const char *path);
+char *cfg_strdup(const char *s);
+/* ASCII lower-casing in place: host names compare case-insensitively. */
+void cfg_lower(char *s);
+
+#endif

@@ -1,0 +1,391 @@
+/* conn.c - a client connection's lifecycle: accept, TLS handshake, reading, writing with
+ * backpressure, timeouts, graceful and forced close. HTTP lives in request.c. */
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn_int.h"
+
+static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static const char *const state_names[] = {"handshake", "idle", "head",  "proxy",
+                                          "tunnel",    "linger", "closed"};
+
+void px_conn_set_state(struct px_conn *c, enum px_conn_state s)
+{
+    if (px_log_enabled(CFG_LOG_DEBUG)) {
+        struct px_logline l;
+        px_log_begin(&l, CFG_LOG_DEBUG, "conn_state");
+        px_log_str(&l, "client", c->peer);
+        px_log_str(&l, "from", state_names[c->state]);
+        px_log_str(&l, "to", state_names[s]);
+        px_log_end(&l);
+    }
+    c->state = s;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct px_conn *c = h->data;
+    if (--c->handles > 0) {
+        return;
+    }
+    struct px_worker *w = c->w;
+    px_req_release(c);
+    tls_conn_free(c->tls);
+    free(c->stash);
+    free(c->shutdown_req);
+    free(c);
+    px_worker_conn_gone(w);
+}
+
+/* Idempotent. Detaches the upstream (closing it unless its exchange completed), closes
+ * both handles; memory goes in the last close callback. */
+void px_conn_close(struct px_conn *c, const char *reason)
+{
+    if (c->state == PX_CONN_CLOSED) {
+        return;
+    }
+    if (px_log_enabled(CFG_LOG_DEBUG)) {
+        px_log(CFG_LOG_DEBUG, "conn_close", "%s: %s", c->peer, reason);
+    }
+    px_conn_set_state(c, PX_CONN_CLOSED);
+    px_req_abort_upstream(c);
+    struct px_worker *w = c->w;
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        w->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    w->n_conns--;
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+void px_conn_arm_timer(struct px_conn *c, uint64_t ms)
+{
+    uv_timer_start(&c->timer, px_conn_on_timer, ms, 0);
+}
+
+static void do_peer_name(struct px_conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    c->peer[0] = '\0';
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) {
+        return;
+    }
+    if (ss.ss_family == AF_INET) {
+        uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&ss;
+        if (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr)) {
+            inet_ntop(AF_INET, &a6->sin6_addr.s6_addr[12], c->peer, sizeof(c->peer));
+        } else {
+            uv_ip6_name(a6, c->peer, sizeof(c->peer));
+        }
+    }
+}
+
+static void on_reject_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* Over the connection cap: take the socket off the backlog and close it at once. */
+static void do_reject(struct px_listener *l)
+{
+    uv_tcp_t *t = malloc(sizeof(*t));
+    if (t == NULL) {
+        return;
+    }
+    uv_tcp_init(&l->w->loop, t);
+    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)t) == 0) {
+        px_log(CFG_LOG_WARN, "conn_rejected", "connection cap reached (%zu)", l->w->n_conns);
+    }
+    uv_close((uv_handle_t *)t, on_reject_closed);
+}
+
+void px_conn_accept(struct px_listener *l)
+{
+    struct px_worker *w = l->w;
+    const struct cfg *cfg = w->srv->cfg;
+    if (w->n_conns >= cfg->limits.max_conns_per_worker) {
+        do_reject(l);
+        return;
+    }
+    struct px_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        do_reject(l);
+        return;
+    }
+    c->w = w;
+    uv_tcp_init(&w->loop, &c->tcp);
+    uv_timer_init(&w->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->handles = 2;
+    c->next = w->conns;
+    if (w->conns != NULL) {
+        w->conns->prev = c;
+    }
+    w->conns = c;
+    w->n_conns++;
+    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) != 0) {
+        px_conn_close(c, "accept failed");
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    do_peer_name(c);
+    llhttp_init(&c->parser, HTTP_REQUEST, &w->req_settings);
+    c->parser.data = c;
+    c->last_activity = uv_now(&w->loop);
+    if (l->tls) {
+        c->tls = tls_conn_new(w->srv->tls);
+        if (c->tls == NULL) {
+            px_conn_close(c, "out of memory");
+            return;
+        }
+        c->state = PX_CONN_HANDSHAKE;
+        px_conn_arm_timer(c, cfg->timeouts.tls_handshake);
+    } else {
+        c->state = PX_CONN_IDLE;
+        px_conn_arm_timer(c, cfg->timeouts.request_head);
+    }
+    px_conn_resume_reading(c);
+}
+
+void px_conn_resume_reading(struct px_conn *c)
+{
+    if (!c->reading && c->state != PX_CONN_CLOSED) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, px_on_alloc, on_client_read) == 0) {
+            c->reading = true;
+        }
+    }
+}
+
+void px_conn_stop_reading(struct px_conn *c)
+{
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
+static void on_linger_shutdown(uv_shutdown_t *req, int status)
+{
+    struct px_conn *c = req->data;
+    if (status < 0 || c->state == PX_CONN_CLOSED) {
+        if (status != UV_ECANCELED) {
+            px_conn_close(c, "shutdown failed");
+        }
+        return;
+    }
+    px_conn_arm_timer(c, PX_LINGER_MS);
+    px_conn_resume_reading(c);
+}
+
+/* Everything queued has been written: half-close and read what the client still sends for
+ * a moment, so the kernel does not answer it with a reset that could destroy the response
+ * before the client read it. */
+static void do_linger(struct px_conn *c)
+{
+    if (c->shut || c->state == PX_CONN_CLOSED) {
+        return;
+    }
+    c->shut = true;
+    px_conn_set_state(c, PX_CONN_LINGER);
+    c->shutdown_req = malloc(sizeof(*c->shutdown_req));
+    if (c->shutdown_req == NULL) {
+        px_conn_close(c, "out of memory");
+        return;
+    }
+    c->shutdown_req->data = c;
+    if (uv_shutdown(c->shutdown_req, (uv_stream_t *)&c->tcp, on_linger_shutdown) != 0) {
+        px_conn_close(c, "shutdown failed");
+    }
+}
+
+void px_conn_finish(struct px_conn *c)
+{
+    if (c->state == PX_CONN_CLOSED || c->close_after_flush) {
+        return;
+    }
+    px_req_abort_upstream(c);
+    c->close_after_flush = true;
+    if (c->tls != NULL && c->state != PX_CONN_HANDSHAKE) {
+        tls_conn_shutdown(c->tls);
+    }
+    px_conn_send_tls_output(c);
+    px_conn_stop_reading(c);
+    if (c->state != PX_CONN_CLOSED && c->tcp.write_queue_size == 0) {
+        do_linger(c);
+    }
+}
+
+static void on_client_write(uv_write_t *req, int status)
+{
+    struct px_conn *c = req->handle->data;
+    px_wreq_free(req);
+    if (c->state == PX_CONN_CLOSED) {
+        return;
+    }
+    if (status < 0) {
+        px_conn_close(c, "write failed");
+        return;
+    }
+    if (c->close_after_flush) {
+        if (c->tcp.write_queue_size == 0) {
+            do_linger(c);
+        }
+        return;
+    }
+    if (c->tcp.write_queue_size < PX_WRITE_LOW) {
+        px_req_client_drained(c);
+    }
+}
+
+bool px_conn_write_congested(const struct px_conn *c)
+{
+    return c->tcp.write_queue_size > PX_WRITE_HIGH;
+}
+
+/* Sends the ciphertext the TLS layer produced. */
+void px_conn_send_tls_output(struct px_conn *c)
+{
+    if (c->tls == NULL) {
+        return;
+    }
+    size_t len = 0;
+    const char *out = tls_conn_output(c->tls, &len);
+    if (out == NULL || c->state == PX_CONN_CLOSED) {
+        return;
+    }
+    int rc = px_stream_send((uv_stream_t *)&c->tcp, out, len, on_client_write);
+    tls_conn_output_consume(c->tls, len);
+    if (rc != 0) {
+        px_conn_close(c, "write failed");
+    }
+}
+
+/* Sends plaintext to the client: encrypted in one go (one TLS record per 16 KiB) or, on
+ * the plain listener, as is. */
+void px_conn_write(struct px_conn *c, const char *p, size_t n)
+{
+    if (c->state == PX_CONN_CLOSED || n == 0) {
+        return;
+    }
+    if (c->tls == NULL) {
+        if (px_stream_send((uv_stream_t *)&c->tcp, p, n, on_client_write) != 0) {
+            px_conn_close(c, "write failed");
+        }
+        return;
+    }
+    if (tls_conn_write(c->tls, p, n) != 0) {
+        px_conn_close(c, "TLS write failed");
+        return;
+    }
+    px_conn_send_tls_output(c);
+}
+
+static void do_handshake(struct px_conn *c)
+{
+    int rc = tls_conn_handshake(c->tls);
+    px_conn_send_tls_output(c);
+    if (rc == TLS_WANT_READ || c->state == PX_CONN_CLOSED) {
+        return;
+    }
+    if (rc != TLS_OK) {
+        struct px_logline l;
+        px_log_begin(&l, CFG_LOG_INFO, "tls_handshake_failed");
+        px_log_str(&l, "client", c->peer);
+        px_log_str(&l, "sni", tls_conn_sni(c->tls));
+        px_log_str(&l, "reason", tls_conn_error(c->tls));
+        px_log_end(&l);
+        c->close_after_flush = true;
+        px_conn_stop_reading(c);
+        if (c->tcp.write_queue_size == 0) {
+            px_conn_close(c, "handshake failed");
+        }
+        return;
+    }
+    px_conn_set_state(c, PX_CONN_IDLE);
+    px_conn_arm_timer(c, c->w->srv->cfg->timeouts.keepalive_idle);
+}
+
+/* Decrypts everything the read brought and hands it to HTTP. */
+static void do_tls_input(struct px_conn *c, const char *p, size_t n)
+{
+    tls_conn_feed(c->tls, p, n);
+    if (c->state == PX_CONN_HANDSHAKE) {
+        do_handshake(c);
+        if (c->state == PX_CONN_HANDSHAKE || c->state == PX_CONN_CLOSED ||
+            c->close_after_flush) {
+            return;
+        }
+    }
+    while (c->state != PX_CONN_CLOSED && c->state != PX_CONN_LINGER) {
+        int got = tls_conn_read(c->tls, c->w->plainbuf, PX_READ_BUF);
+        if (got > 0) {
+            px_req_input(c, c->w->plainbuf, (size_t)got);
+            continue;
+        }
+        px_conn_send_tls_output(c); /* post-handshake messages, alerts */
+        if (got == TLS_CLOSED) {
+            px_req_client_eof(c);
+        } else if (got == TLS_ERROR) {
+            px_conn_close(c, tls_conn_error(c->tls));
+        }
+        break;
+    }
+}
+
+static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct px_conn *c = s->data;
+    if (nread == 0) {
+        return;
+    }
+    if (nread < 0) {
+        if (c->state == PX_CONN_LINGER || nread != UV_EOF) {
+            px_conn_close(c, nread == UV_EOF ? "client closed" : uv_strerror((int)nread));
+        } else {
+            px_req_client_eof(c);
+        }
+        return;
+    }
+    if (c->state == PX_CONN_LINGER || c->close_after_flush) {
+        return; /* discarded */
+    }
+    c->last_activity = uv_now(&c->w->loop);
+    if (c->tls != NULL) {
+        do_tls_input(c, buf->base, (size_t)nread);
+    } else {
+        px_req_input(c, buf->base, (size_t)nread);
+    }
+    if (c->state != PX_CONN_CLOSED) {
+        px_req_flush(c);
+    }
+}
+
+void px_conn_on_timer(uv_timer_t *t)
+{
+    struct px_conn *c = t->data;
+    switch (c->state) {
+    case PX_CONN_HANDSHAKE:
+        px_conn_close(c, "TLS handshake timeout");
+        break;
+    case PX_CONN_IDLE:
+        px_conn_close(c, "keep-alive idle timeout");
+        break;
+    case PX_CONN_LINGER:
+        px_conn_close(c, "linger done");
+        break;
+    default:
+        px_req_on_timer(c);
+        break;
+    }
+}

@@ -1,0 +1,72 @@
+/* main.c - the moat command line: run, validate, proxy, version. */
+#include <stdio.h>
+#include <string.h>
+
+#include "proxy_int.h"
+
+static int do_usage(FILE *out)
+{
+    fprintf(out, "usage: moat run -c FILE        run with a JSON config\n"
+                 "       moat validate -c FILE   check a config and list every error\n"
+                 "       moat proxy --from NAME --to HOST:PORT [options]\n"
+                 "       moat version\n\n%s",
+            cfg_cli_usage());
+    return out == stdout ? 0 : 2;
+}
+
+static struct cfg *do_load(int argc, char **argv, char *err, size_t errlen)
+{
+    const char *file = NULL;
+    for (int i = 2; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+            file = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            file = argv[i] + 9;
+        } else {
+            snprintf(err, errlen, "%s: unknown argument", argv[i]);
+            return NULL;
+        }
+    }
+    if (file == NULL) {
+        snprintf(err, errlen, "-c FILE: required");
+        return NULL;
+    }
+    return cfg_load_file(file, err, errlen);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        return do_usage(stderr);
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("moat %s\n", MOAT_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        return do_usage(stdout);
+    }
+    static char err[16384];
+    struct cfg *cfg = NULL;
+    if (strcmp(cmd, "run") == 0 || strcmp(cmd, "validate") == 0) {
+        cfg = do_load(argc, argv, err, sizeof(err));
+    } else if (strcmp(cmd, "proxy") == 0) {
+        cfg = cfg_from_cli(argc - 2, argv + 2, err, sizeof(err));
+    } else {
+        fprintf(stderr, "moat: unknown command \"%s\"\n", cmd);
+        return do_usage(stderr);
+    }
+    if (cfg == NULL) {
+        fprintf(stderr, "%s%s", err, err[0] != '\0' && err[strlen(err) - 1] != '\n' ? "\n" : "");
+        return 2;
+    }
+    if (strcmp(cmd, "validate") == 0) {
+        printf("configuration OK: %zu site(s)\n", cfg->n_sites);
+        cfg_free(cfg);
+        return 0;
+    }
+    int rc = px_server_run(cfg);
+    cfg_free(cfg);
+    return rc;
+}

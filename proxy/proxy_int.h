@@ -1,0 +1,308 @@
+/* proxy_int.h - the proxy's internal structures, shared by the files of proxy/ only. */
+#ifndef MOAT_PX_INT_H
+#define MOAT_PX_INT_H
+
+#include <llhttp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "config.h"
+#include "http1.h"
+#include "log.h"
+#include "tls.h"
+
+#define PX_READ_BUF (64 * 1024)
+#define PX_OUT_BUF (64 * 1024)
+#define PX_WRITE_HIGH (256 * 1024) /* stop reading the other side above this */
+#define PX_WRITE_LOW (64 * 1024)   /* and resume below this */
+#define PX_RESP_HEAD_MAX (32 * 1024)
+#define PX_LINGER_MS 2000
+
+/* ---- upstream addresses (resolved on the control thread, read by workers) ---------- */
+
+struct px_addrs {
+    atomic_int refs;
+    size_t n;
+    struct sockaddr_storage addr[];
+};
+
+void px_addrs_unref(struct px_addrs *a);
+
+/* One upstream host:port. The control thread owns it; its address set is swapped under
+ * lock and workers take a reference while dialling. */
+struct px_target {
+    unsigned id; /* index of its per-worker pool */
+    char *host;
+    uint16_t port;
+    char label[300]; /* "host:port" for logs */
+    bool literal;    /* an IP address: never resolved */
+    pthread_mutex_t lock;
+    struct px_addrs *addrs;
+    uv_timer_t resolve_timer; /* control loop */
+    struct px_server *srv;
+};
+
+struct px_addrs *px_target_addrs(struct px_target *t);
+
+struct px_route {
+    char *prefix;
+    size_t prefix_len;
+    unsigned group_id; /* per-worker round robin cursor */
+    struct px_target **targets;
+    size_t n_targets;
+    enum cfg_balance balance;
+};
+
+struct px_site {
+    char **hosts;
+    size_t n_hosts;
+    struct px_route *routes; /* sorted by prefix length, longest first */
+    size_t n_routes;
+};
+
+/* Immutable after start; built from the config. */
+struct px_router {
+    struct px_site *sites;
+    size_t n_sites;
+    struct px_target **targets;
+    size_t n_targets;
+    size_t n_groups;
+};
+
+struct px_router *px_router_new(const struct cfg *cfg, struct px_server *srv);
+void px_router_free(struct px_router *r);
+const struct px_site *px_router_site(const struct px_router *r, const char *host, size_t len);
+const struct px_route *px_site_route(const struct px_site *s, const char *path, size_t len);
+
+/* ---- workers ------------------------------------------------------------------------ */
+
+struct px_conn;
+struct px_upconn;
+
+struct px_pool {
+    struct px_upconn *idle; /* most recently used first */
+    size_t n_idle;
+    unsigned next_addr;
+    unsigned active; /* requests in flight, for least_conn */
+};
+
+struct px_listener {
+    uv_tcp_t tcp;
+    struct px_worker *w;
+    bool tls;
+};
+
+enum px_worker_msg {
+    PX_MSG_NONE = 0,
+    PX_MSG_DRAIN = 1, /* stop accepting, finish in-flight work */
+    PX_MSG_FORCE = 2, /* close everything now */
+};
+
+struct px_worker {
+    unsigned id;
+    struct px_server *srv;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t async;
+    atomic_int msg;
+    struct px_listener **listeners;
+    size_t n_listeners;
+    struct px_conn *conns; /* every open client connection */
+    size_t n_conns;
+    bool draining;
+    bool stopped;
+    int listen_error; /* first bind/listen failure, reported to the control thread */
+    char *readbuf;    /* handed to every read on this loop; consumed before the next */
+    bool readbuf_busy;
+    char *plainbuf;   /* decrypted bytes of one TLS read */
+    char *outbuf;     /* response bytes gathered before one TLS write */
+    size_t outlen;
+    char *upbuf;      /* request bytes gathered before one upstream write */
+    size_t uplen;
+    struct px_conn *out_owner;   /* whose bytes outbuf holds */
+    struct px_upconn *up_owner;  /* whose bytes upbuf holds */
+    struct px_pool *pools;  /* [router->n_targets] */
+    unsigned *rr;           /* [router->n_groups] */
+    llhttp_settings_t req_settings;
+    llhttp_settings_t resp_settings;
+    char **head_free;       /* recycled request head buffers */
+    size_t n_head_free;
+};
+
+int px_worker_init(struct px_worker *w, struct px_server *srv, unsigned id);
+int px_worker_listen(struct px_worker *w, const struct sockaddr *sa, bool tls);
+int px_worker_listener_addr(struct px_worker *w, size_t i, struct sockaddr_storage *ss);
+int px_worker_start(struct px_worker *w);
+void px_worker_dispose(struct px_worker *w);
+void px_worker_post(struct px_worker *w, enum px_worker_msg msg);
+
+/* ---- the control thread ------------------------------------------------------------- */
+
+struct px_server {
+    struct cfg *cfg;
+    uv_loop_t *loop;
+    struct tls_store *store;
+    struct tls_server *tls;
+    struct px_router *router;
+    struct px_worker *workers;
+    unsigned n_workers;
+    uint16_t https_port; /* for redirects */
+    uv_signal_t sig_term;
+    uv_signal_t sig_int;
+    uv_timer_t ticket_timer;
+    uv_timer_t drain_timer;
+    uv_async_t worker_done;
+    atomic_int workers_running;
+    struct px_dns *dns;
+    bool stopping;
+};
+
+int px_server_run(struct cfg *cfg);
+
+/* ---- DNS (control thread) ----------------------------------------------------------- */
+
+typedef void (*px_dns_cb)(void *arg, int status, const struct sockaddr_storage *addrs,
+                          size_t n, unsigned ttl);
+struct px_dns *px_dns_new(uv_loop_t *loop);
+void px_dns_free(struct px_dns *dns);
+void px_dns_resolve(struct px_dns *dns, const char *host, uint16_t port, px_dns_cb cb,
+                    void *arg);
+void px_resolver_start(struct px_server *srv);
+void px_resolver_stop(struct px_server *srv);
+
+/* ---- client connections ------------------------------------------------------------- */
+
+enum px_conn_state {
+    PX_CONN_HANDSHAKE = 0,
+    PX_CONN_IDLE,      /* keep-alive, waiting for a request */
+    PX_CONN_HEAD,      /* reading a request head */
+    PX_CONN_PROXY,     /* a request is being proxied */
+    PX_CONN_TUNNEL,    /* upgraded: bytes both ways */
+    PX_CONN_LINGER,    /* response sent, discarding input before closing */
+    PX_CONN_CLOSED,
+};
+
+/* Per-request state; lives inside the connection, reset for each request. */
+struct px_req {
+    struct px_head head; /* raw buffer borrowed from the worker's free list */
+    struct px_eol_scan scan;
+    const struct px_route *route;
+    struct px_target *target;
+    struct px_upconn *up;
+    char *up_head;       /* the head sent upstream, kept for one retry */
+    size_t up_head_len;
+    uint64_t start_ms;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    int status;
+    bool body_chunked;
+    bool has_body;
+    bool req_done;       /* the request message was fully read */
+    bool resp_started;   /* a response byte went to the client */
+    bool resp_done;
+    bool keep_alive;     /* the client allows reuse */
+    bool retried;
+    bool upgrade;
+    bool is_head;
+    enum px_body resp_body; /* framing towards the client */
+    char method[16];
+    char path[256];
+    char host[256];
+};
+
+struct px_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    struct px_worker *w;
+    struct px_conn *prev;
+    struct px_conn *next;
+    struct tls_conn *tls; /* NULL on the plain listener */
+    llhttp_t parser;
+    enum px_conn_state state;
+    int handles; /* open handles; freed when it reaches zero */
+    bool reading;
+    bool read_paused;  /* backpressure from the upstream */
+    bool close_after_flush;
+    bool shut;
+    uv_shutdown_t *shutdown_req;
+    char *stash;       /* plaintext read but not parsed yet (pipelining) */
+    size_t stash_len;
+    uint64_t last_activity;
+    struct px_req req;
+    char peer[48];
+};
+
+void px_conn_accept(struct px_listener *l);
+bool px_peer_trusted(const struct px_conn *c, const struct cfg *cfg);
+/* The plain-HTTP listener's answer (redirect to https); returns llhttp's "stop" (-1). */
+int px_req_plain(struct px_conn *c);
+void px_conn_close(struct px_conn *c, const char *reason);
+
+/* Called by the upstream side. */
+void px_conn_on_response_head(struct px_conn *c, const struct px_head *h, const llhttp_t *up);
+void px_conn_on_response_body(struct px_conn *c, const char *p, size_t n);
+void px_conn_on_response_done(struct px_conn *c, bool upstream_reusable);
+void px_conn_on_upstream_error(struct px_conn *c, int status, const char *why);
+void px_conn_on_upstream_tunnel(struct px_conn *c, const char *p, size_t n);
+void px_conn_flush(struct px_conn *c);
+void px_conn_upstream_drained(struct px_conn *c);
+bool px_conn_write_congested(const struct px_conn *c);
+
+/* ---- upstream connections ------------------------------------------------------------ */
+
+enum px_up_state {
+    PX_UP_CONNECTING = 0,
+    PX_UP_IDLE,      /* pooled */
+    PX_UP_ACTIVE,    /* request sent or being sent, response being read */
+    PX_UP_TUNNEL,
+    PX_UP_CLOSED,
+};
+
+struct px_upconn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_connect_t connect_req;
+    struct px_worker *w;
+    struct px_target *target;
+    struct px_conn *client; /* NULL while pooled */
+    struct px_upconn *next; /* pool list */
+    struct px_upconn *prev;
+    llhttp_t parser;
+    enum px_up_state state;
+    int handles;
+    bool reused;        /* came from the pool */
+    bool got_bytes;     /* a response byte arrived */
+    bool head_done;
+    bool reusable;      /* the response allows keep-alive */
+    bool read_paused;
+    bool counted;       /* counted in pool.active */
+    struct px_head head;
+    int status;
+};
+
+/* Starts the request on a pooled or fresh connection to the target. Returns 0 or a
+ * negative error (no address known). */
+int px_up_dispatch(struct px_conn *c, struct px_target *t, const char *head, size_t len,
+                   bool fresh);
+void px_up_send(struct px_upconn *u, const char *p, size_t n);
+void px_up_release(struct px_upconn *u, bool reusable);
+void px_up_close(struct px_upconn *u, const char *reason);
+void px_up_pause(struct px_upconn *u, bool paused);
+void px_up_pool_close_all(struct px_worker *w);
+bool px_up_write_congested(const struct px_upconn *u);
+struct px_target *px_balance_pick(struct px_worker *w, const struct px_route *r);
+void px_up_settings(llhttp_settings_t *s);
+
+/* ---- shared helpers ----------------------------------------------------------------- */
+
+/* Sends bytes on a stream: try_write first, queue a copy of the rest. cb runs when a queued
+ * copy is written (or fails). Returns 0 or a libuv error. */
+int px_stream_send(uv_stream_t *s, const char *p, size_t n, uv_write_cb cb);
+void px_wreq_free(uv_write_t *req);
+
+uint64_t px_now_ms(void);
+void px_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+#endif

@@ -1,0 +1,202 @@
+/* router.c - sites, routes and upstream targets built once from the config. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "proxy_int.h"
+
+void px_addrs_unref(struct px_addrs *a)
+{
+    if (a != NULL && atomic_fetch_sub(&a->refs, 1) == 1) {
+        free(a);
+    }
+}
+
+struct px_addrs *px_target_addrs(struct px_target *t)
+{
+    pthread_mutex_lock(&t->lock);
+    struct px_addrs *a = t->addrs;
+    if (a != NULL && a->n > 0) {
+        atomic_fetch_add(&a->refs, 1);
+    } else {
+        a = NULL;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return a;
+}
+
+/* An IP literal needs no resolver: its one address is known now. */
+static void do_literal(struct px_target *t)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    if (uv_ip4_addr(t->host, t->port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(t->host, t->port, (struct sockaddr_in6 *)&ss) != 0) {
+        return;
+    }
+    struct px_addrs *a = malloc(sizeof(*a) + sizeof(a->addr[0]));
+    if (a == NULL) {
+        return;
+    }
+    atomic_init(&a->refs, 1);
+    a->n = 1;
+    a->addr[0] = ss;
+    t->addrs = a;
+    t->literal = true;
+}
+
+static struct px_target *do_target(struct px_router *r, const struct cfg_hostport *hp,
+                                   struct px_server *srv)
+{
+    char label[300];
+    bool v6 = strchr(hp->host, ':') != NULL;
+    snprintf(label, sizeof(label), v6 ? "[%s]:%u" : "%s:%u", hp->host, hp->port);
+    for (size_t i = 0; i < r->n_targets; i++) {
+        if (strcmp(r->targets[i]->label, label) == 0) {
+            return r->targets[i];
+        }
+    }
+    struct px_target *t = calloc(1, sizeof(*t));
+    struct px_target **grown = realloc(r->targets, (r->n_targets + 1) * sizeof(*grown));
+    if (t == NULL || grown == NULL) {
+        free(t);
+        if (grown != NULL) {
+            r->targets = grown;
+        }
+        return NULL;
+    }
+    r->targets = grown;
+    t->id = (unsigned)r->n_targets;
+    t->host = strdup(hp->host);
+    t->port = hp->port;
+    t->srv = srv;
+    memcpy(t->label, label, sizeof(label));
+    pthread_mutex_init(&t->lock, NULL);
+    do_literal(t);
+    r->targets[r->n_targets++] = t;
+    return t;
+}
+
+static int do_cmp_routes(const void *a, const void *b)
+{
+    const struct px_route *ra = a;
+    const struct px_route *rb = b;
+    return ra->prefix_len < rb->prefix_len ? 1 : (ra->prefix_len > rb->prefix_len ? -1 : 0);
+}
+
+static int do_site(struct px_router *r, struct px_site *s, const struct cfg_site *cs,
+                   struct px_server *srv)
+{
+    s->hosts = cs->hosts; /* borrowed: the config outlives the router */
+    s->n_hosts = cs->n_hosts;
+    s->routes = calloc(cs->n_routes, sizeof(*s->routes));
+    if (s->routes == NULL) {
+        return -1;
+    }
+    s->n_routes = cs->n_routes;
+    for (size_t i = 0; i < cs->n_routes; i++) {
+        const struct cfg_route *cr = &cs->routes[i];
+        struct px_route *rt = &s->routes[i];
+        rt->prefix = cr->path_prefix;
+        rt->prefix_len = strlen(cr->path_prefix);
+        rt->balance = cr->balance;
+        rt->group_id = (unsigned)r->n_groups++;
+        rt->targets = calloc(cr->n_upstreams, sizeof(*rt->targets));
+        if (rt->targets == NULL) {
+            return -1;
+        }
+        for (size_t j = 0; j < cr->n_upstreams; j++) {
+            rt->targets[j] = do_target(r, &cr->upstreams[j], srv);
+            if (rt->targets[j] == NULL) {
+                return -1;
+            }
+            rt->n_targets++;
+        }
+    }
+    qsort(s->routes, s->n_routes, sizeof(*s->routes), do_cmp_routes);
+    return 0;
+}
+
+struct px_router *px_router_new(const struct cfg *cfg, struct px_server *srv)
+{
+    struct px_router *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        return NULL;
+    }
+    r->sites = calloc(cfg->n_sites, sizeof(*r->sites));
+    if (r->sites == NULL) {
+        free(r);
+        return NULL;
+    }
+    r->n_sites = cfg->n_sites;
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        if (do_site(r, &r->sites[i], &cfg->sites[i], srv) != 0) {
+            px_router_free(r);
+            return NULL;
+        }
+    }
+    return r;
+}
+
+void px_router_free(struct px_router *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < r->n_sites; i++) {
+        for (size_t j = 0; j < r->sites[i].n_routes; j++) {
+            free(r->sites[i].routes[j].targets);
+        }
+        free(r->sites[i].routes);
+    }
+    for (size_t i = 0; i < r->n_targets; i++) {
+        struct px_target *t = r->targets[i];
+        px_addrs_unref(t->addrs);
+        pthread_mutex_destroy(&t->lock);
+        free(t->host);
+        free(t);
+    }
+    free(r->targets);
+    free(r->sites);
+    free(r);
+}
+
+const struct px_site *px_router_site(const struct px_router *r, const char *host, size_t len)
+{
+    char name[256];
+    if (len == 0 || len >= sizeof(name)) {
+        return NULL;
+    }
+    memcpy(name, host, len);
+    name[len] = '\0';
+    if (name[len - 1] == '.') {
+        name[len - 1] = '\0';
+    }
+    /* Exact names win over wildcards, whatever the order of the sites. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < r->n_sites; i++) {
+            const struct px_site *s = &r->sites[i];
+            for (size_t j = 0; j < s->n_hosts; j++) {
+                bool wild = s->hosts[j][0] == '*';
+                if ((pass == 0 && !wild && strcasecmp(s->hosts[j], name) == 0) ||
+                    (pass == 1 && wild && cfg_host_match(s->hosts[j], name))) {
+                    return s;
+                }
+            }
+        }
+    }
+    return NULL;
+}
+
+const struct px_route *px_site_route(const struct px_site *s, const char *path, size_t len)
+{
+    for (size_t i = 0; i < s->n_routes; i++) {
+        const struct px_route *rt = &s->routes[i];
+        if (rt->prefix_len <= len && memcmp(rt->prefix, path, rt->prefix_len) == 0) {
+            return rt;
+        }
+    }
+    return NULL;
+}

@@ -1,0 +1,140 @@
+/* server.c - the server SSL_CTX: protocol limits, SNI certificate selection, ALPN. */
+#include <openssl/err.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tls_int.h"
+
+/* Forward-secret AEAD suites only for TLS 1.2; TLS 1.3 suites are fixed by the library. */
+static const char TLS12_CIPHERS[] = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+/* Runs on the worker for every ClientHello. The certificate comes from the store, parsed
+ * once; the handshake only takes references to its buffers. A miss is remembered and
+ * turned into an unrecognized_name alert by on_servername, which may send that alert. */
+static enum ssl_select_cert_result_t on_select_certificate(const SSL_CLIENT_HELLO *hello)
+{
+    SSL *ssl = hello->ssl;
+    struct tls_conn *tc = SSL_get_app_data(ssl);
+    struct tls_server *srv = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (name == NULL) {
+        name = srv->default_sni;
+    }
+    struct tls_cert *cert = name != NULL ? tls_store_lookup(srv->store, name) : NULL;
+    if (cert == NULL) {
+        tc->no_cert = true;
+        tc->error = name == NULL ? "client sent no SNI and no default_sni is configured"
+                                 : "no certificate for the SNI name";
+        return ssl_select_cert_success;
+    }
+    int ok = SSL_set_chain_and_key(ssl, cert->chain, cert->chain_len, cert->key, NULL);
+    tls_cert_unref(cert); /* the SSL took its own references */
+    if (!ok) {
+        tc->error = "SSL_set_chain_and_key() failed";
+        return ssl_select_cert_error;
+    }
+    return ssl_select_cert_success;
+}
+
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+    (void)arg;
+    struct tls_conn *tc = SSL_get_app_data(ssl);
+    if (tc->no_cert) {
+        *alert = SSL_AD_UNRECOGNIZED_NAME;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static int on_alpn_select(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in,
+                          unsigned in_len, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    static const uint8_t ours[] = "\x08http/1.1";
+    uint8_t *sel = NULL;
+    uint8_t sel_len = 0;
+    if (SSL_select_next_proto(&sel, &sel_len, ours, sizeof(ours) - 1, in, in_len) !=
+        OPENSSL_NPN_NEGOTIATED) {
+        return SSL_TLSEXT_ERR_NOACK; /* no common protocol: carry on without ALPN */
+    }
+    *out = sel;
+    *out_len = sel_len;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static int do_configure(struct tls_server *srv, const struct tls_server_opts *opts, char *err,
+                        size_t errlen)
+{
+    SSL_CTX *ctx = srv->ctx;
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+        !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION)) {
+        tls_err_set(err, errlen, "SSL_CTX_set_min_proto_version()");
+        return -1;
+    }
+    if (!SSL_CTX_set_strict_cipher_list(ctx, TLS12_CIPHERS)) {
+        tls_err_set(err, errlen, "SSL_CTX_set_strict_cipher_list()");
+        return -1;
+    }
+    SSL_CTX_set_app_data(ctx, srv);
+    SSL_CTX_set_select_certificate_cb(ctx, on_select_certificate);
+    SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
+    SSL_CTX_set_alpn_select_cb(ctx, on_alpn_select, NULL);
+    /* Resumption is by tickets only: a server-side cache would be per process. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    if (!opts->session_tickets) {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_num_tickets(ctx, 0);
+        return 0;
+    }
+    SSL_CTX_set_num_tickets(ctx, 1);
+    if (tls_tickets_init(srv) != 0) {
+        tls_err_set(err, errlen, "ticket key setup");
+        return -1;
+    }
+    return 0;
+}
+
+struct tls_server *tls_server_new(struct tls_store *store, const struct tls_server_opts *opts,
+                                  char *err, size_t errlen)
+{
+    struct tls_server *srv = calloc(1, sizeof(*srv));
+    if (srv == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    srv->store = store;
+    pthread_mutex_init(&srv->tickets_lock, NULL);
+    if (opts->default_sni != NULL) {
+        srv->default_sni = strdup(opts->default_sni);
+    }
+    ERR_clear_error();
+    srv->ctx = SSL_CTX_new(TLS_with_buffers_method());
+    if (srv->ctx == NULL) {
+        tls_err_set(err, errlen, "SSL_CTX_new()");
+        tls_server_free(srv);
+        return NULL;
+    }
+    if (do_configure(srv, opts, err, errlen) != 0) {
+        tls_server_free(srv);
+        return NULL;
+    }
+    return srv;
+}
+
+void tls_server_free(struct tls_server *srv)
+{
+    if (srv == NULL) {
+        return;
+    }
+    SSL_CTX_free(srv->ctx);
+    OPENSSL_cleanse(&srv->ticket_current, sizeof(srv->ticket_current));
+    OPENSSL_cleanse(&srv->ticket_previous, sizeof(srv->ticket_previous));
+    pthread_mutex_destroy(&srv->tickets_lock);
+    free(srv->default_sni);
+    free(srv);
+}
