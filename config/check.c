@@ -120,7 +120,11 @@ void cfg_quote(char *out, size_t outlen, const char *s)
             break;
         }
         unsigned char c = (unsigned char)*s;
-        out[o++] = c < 0x20 || c == 0x7f ? '?' : *s;
+        if (c < 0x20 || c == 0x7f) {
+            out[o++] = '?';
+        } else {
+            out[o++] = *s;
+        }
     }
     out[o++] = '"';
     out[o] = '\0';
@@ -193,7 +197,7 @@ void cfg_set_defaults(struct cfg *cfg)
     cfg->limits.max_conns_per_worker = 10000;
     cfg->limits.upstream_idle_per_worker = 64;
     cfg->tls.session_tickets = true;
-    cfg->tls.ticket_rotation_ms = 12 * 60 * 60 * MS_PER_S;
+    cfg->tls.ticket_rotation_ms = MS_PER_S * 60 * 60 * 12;
 }
 
 bool cfg_listen_overlap(const struct cfg_hostport *a, const struct cfg_hostport *b)

@@ -37,20 +37,25 @@ struct cli_opt {
 };
 
 static const struct cli_opt cli_opts[OPT_COUNT] = {
-    [OPT_FROM] = {"--from", true},           [OPT_TO] = {"--to", true},
-    [OPT_CERT] = {"--cert", true},           [OPT_KEY] = {"--key", true},
-    [OPT_HTTP_PORT] = {"--http-port", true}, [OPT_HTTPS_PORT] = {"--https-port", true},
-    [OPT_NO_REDIRECT] = {"--no-redirect", false}, [OPT_BIND] = {"--bind", true},
-    [OPT_WORKERS] = {"--workers", true},     [OPT_ACCESS_LOG] = {"--access-log", false},
+    [OPT_FROM] = {"--from", true},
+    [OPT_TO] = {"--to", true},
+    [OPT_CERT] = {"--cert", true},
+    [OPT_KEY] = {"--key", true},
+    [OPT_HTTP_PORT] = {"--http-port", true},
+    [OPT_HTTPS_PORT] = {"--https-port", true},
+    [OPT_NO_REDIRECT] = {"--no-redirect", false},
+    [OPT_BIND] = {"--bind", true},
+    [OPT_WORKERS] = {"--workers", true},
+    [OPT_ACCESS_LOG] = {"--access-log", false},
     [OPT_LOG_LEVEL] = {"--log-level", true},
 };
 
 /* What the command line said. Strings point into argv, which outlives the call. */
 struct cli_args {
-    const char **from;              /* every --from, in order; owned here */
+    const char **from; /* every --from, in order; owned here */
     size_t n_from;
-    const char *value[OPT_COUNT];   /* single-valued options, NULL when not given */
-    bool flag[OPT_COUNT];           /* options without a value */
+    const char *value[OPT_COUNT]; /* single-valued options, NULL when not given */
+    bool flag[OPT_COUNT];         /* options without a value */
 };
 
 static const char usage[] =
@@ -75,10 +80,7 @@ static const char usage[] =
     "\n"
     "Options also take the form --opt=value.\n";
 
-const char *cfg_cli_usage(void)
-{
-    return usage;
-}
+const char *cfg_cli_usage(void) { return usage; }
 
 bool cfg_cli_wants_help(int argc, char **argv)
 {
@@ -129,8 +131,7 @@ static int do_scan_one(int argc, char **argv, int i, struct cli_args *a, struct 
     const char *eq = strchr(arg, '=');
     size_t len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
     enum cli_opt_id id = do_find_opt(arg, len);
-    snprintf(name, sizeof(name), "%.*s", (int)(len < sizeof(name) ? len : sizeof(name) - 1),
-             arg);
+    snprintf(name, sizeof(name), "%.*s", (int)(len < sizeof(name) ? len : sizeof(name) - 1), arg);
     if (id == OPT_COUNT) {
         cfg_errs_add(e, name, "unknown option (see --help)");
         /* The word after a mistyped option is most likely its value; calling it an
@@ -247,8 +248,7 @@ static int do_bind_host(const struct cli_args *a, char *out, size_t outlen, stru
 }
 
 /* One listener on host:port, as the only entry of a new list. */
-static int do_listener(const char *host, uint16_t port, struct cfg_hostport **list,
-                       size_t *n)
+static int do_listener(const char *host, uint16_t port, struct cfg_hostport **list, size_t *n)
 {
     *list = calloc(1, sizeof(**list));
     if (*list == NULL) {
@@ -288,8 +288,7 @@ static void do_build_listen(struct cfg *cfg, const struct cli_args *a, struct cf
 }
 
 /* The single route "/" to --to, round robin (the only choice with one upstream). */
-static void do_build_route(struct cfg_site *site, const struct cli_args *a,
-                           struct cfg_errs *e)
+static void do_build_route(struct cfg_site *site, const struct cli_args *a, struct cfg_errs *e)
 {
     struct cfg_route *r = calloc(1, sizeof(*r));
 
@@ -314,8 +313,7 @@ static void do_build_route(struct cfg_site *site, const struct cli_args *a,
 }
 
 /* Certificate paths are made absolute now, since the process may change directory. */
-static void do_build_cert(struct cfg_site *site, const struct cli_args *a,
-                          struct cfg_errs *e)
+static void do_build_cert(struct cfg_site *site, const struct cli_args *a, struct cfg_errs *e)
 {
     site->cert.cert_file = cfg_abs_path(NULL, a->value[OPT_CERT]);
     site->cert.key_file = cfg_abs_path(NULL, a->value[OPT_KEY]);

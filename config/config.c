@@ -64,8 +64,7 @@ static void do_describe(const cJSON *v, char *out, size_t len)
 }
 
 /* "PATH: expected WHAT, got VALUE", or without the "got" part for a missing value. */
-static void do_expected(struct cfg_loader *ld, const char *path, const char *what,
-                        const cJSON *v)
+static void do_expected(struct cfg_loader *ld, const char *path, const char *what, const cJSON *v)
 {
     char got[CFG_QUOTE_MAX];
 
@@ -92,8 +91,7 @@ static void do_check_keys(struct cfg_loader *ld, const cJSON *obj, const char *p
     size_t used = 0;
 
     for (size_t k = 0; keys[k] != NULL && used < sizeof(known); k++) {
-        int n = snprintf(known + used, sizeof(known) - used, "%s%s", k > 0 ? ", " : "",
-                         keys[k]);
+        int n = snprintf(known + used, sizeof(known) - used, "%s%s", k > 0 ? ", " : "", keys[k]);
         used += n > 0 ? (size_t)n : 0;
     }
     for (const cJSON *c = obj->child; c != NULL; c = c->next) {
@@ -139,8 +137,7 @@ static int do_array(struct cfg_loader *ld, const cJSON *v, const char *path, boo
     int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
 
     if (n < 0 || (nonempty && n == 0)) {
-        do_expected(ld, path, nonempty ? "expected a non-empty array" : "expected an array",
-                    v);
+        do_expected(ld, path, nonempty ? "expected a non-empty array" : "expected an array", v);
         return -1;
     }
     return n;
@@ -157,8 +154,8 @@ static bool do_get_uint(struct cfg_loader *ld, const cJSON *v, const char *path,
         *out = (uint64_t)d;
         return true;
     }
-    snprintf(what, sizeof(what), "expected an integer from %llu to %llu",
-             (unsigned long long)min, (unsigned long long)max);
+    snprintf(what, sizeof(what), "expected an integer from %llu to %llu", (unsigned long long)min,
+             (unsigned long long)max);
     do_expected(ld, path, what, v);
     return false;
 }
@@ -174,8 +171,7 @@ static bool do_get_bool(struct cfg_loader *ld, const cJSON *v, const char *path,
 }
 
 /* A string such as "10s" or a number of seconds; either way more than zero. */
-static bool do_get_duration(struct cfg_loader *ld, const cJSON *v, const char *path,
-                            uint64_t *out)
+static bool do_get_duration(struct cfg_loader *ld, const cJSON *v, const char *path, uint64_t *out)
 {
     uint64_t ms = 0;
     bool ok = false;
@@ -302,8 +298,7 @@ static void do_load_limits(struct cfg_loader *ld, const cJSON *v)
 
 static void do_load_tls(struct cfg_loader *ld, const cJSON *v)
 {
-    static const char *const keys[] = {"default_sni", "session_tickets", "ticket_rotation",
-                                       NULL};
+    static const char *const keys[] = {"default_sni", "session_tickets", "ticket_rotation", NULL};
     const cJSON *item;
 
     if (!do_object(ld, v, "tls", keys)) {
@@ -378,8 +373,11 @@ static void do_load_listeners(struct cfg_loader *ld, const cJSON *v, const char 
     const cJSON *item = v->child;
     for (int i = 0; i < n; i++, item = item->next) {
         const char *s = cJSON_IsString(item) ? item->valuestring : NULL;
-        if (cfg_parse_hostport(s, true, &(*list)[i]) != 0) {
-            do_index_path(sub, sizeof(sub), path, (size_t)i);
+        int rc = cfg_hostport_parse(s, true, &(*list)[i]);
+        do_index_path(sub, sizeof(sub), path, (size_t)i);
+        if (rc == -ENOMEM) {
+            do_oom(ld, sub);
+        } else if (rc != 0) {
             do_expected(ld, sub, "expected \"host:port\" or \":port\"", item);
         }
     }
@@ -618,9 +616,11 @@ static char *do_load_cert_file(struct cfg_loader *ld, const cJSON *v, const char
         do_expected(ld, path, "expected a file path", v);
         return NULL;
     }
+    errno = 0;
     char *file = cfg_abs_path(ld->base_dir, v->valuestring);
     if (file == NULL) {
-        cfg_errs_add(ld->e, path, "cannot make the path absolute: %s", strerror(errno));
+        cfg_errs_add(ld->e, path, "cannot make the path absolute: %s",
+                     strerror(errno != 0 ? errno : ENOMEM));
     }
     return file;
 }
@@ -651,8 +651,8 @@ static void do_load_cert(struct cfg_loader *ld, const cJSON *v, const char *path
 
 static void do_load_site(struct cfg_loader *ld, const cJSON *v, size_t i)
 {
-    static const char *const keys[] = {"hosts", "certificate", "upstreams", "balancing",
-                                       "routes", NULL};
+    static const char *const keys[] = {"hosts",     "certificate", "upstreams",
+                                       "balancing", "routes",      NULL};
     struct cfg_site *site = &ld->cfg->sites[i];
     char path[CFG_PATH_MAX], hosts[CFG_PATH_MAX], cert_obj[CFG_PATH_MAX];
     char cert[CFG_PATH_MAX], key[CFG_PATH_MAX];
@@ -669,8 +669,7 @@ static void do_load_site(struct cfg_loader *ld, const cJSON *v, size_t i)
 
     do_key_path(cert, sizeof(cert), cert_obj, "cert");
     do_key_path(key, sizeof(key), cert_obj, "key");
-    struct cfg_site_where where = {.hosts = hosts, .index_hosts = true, .cert = cert,
-                                   .key = key};
+    struct cfg_site_where where = {.hosts = hosts, .index_hosts = true, .cert = cert, .key = key};
     cfg_check_site(ld->cfg, i, &where, ld->e);
 }
 
@@ -718,8 +717,12 @@ static void do_check_default_sni(struct cfg_loader *ld)
 
 static void do_load_root(struct cfg_loader *ld, const cJSON *root)
 {
-    static const char *const keys[] = {"workers", "listen", "log", "timeouts", "limits",
-                                       "tls", "trusted_proxies", "sites", NULL};
+    static const char *const keys[] = {"workers", "listen",          "log",   "timeouts", "limits",
+                                       "tls",     "trusted_proxies", "sites", NULL};
+    /* Optional sections without a default that depends on other sections. */
+    static const char *const sections[] = {"log", "timeouts", "limits", "tls", "trusted_proxies"};
+    static void (*const loaders[])(struct cfg_loader *, const cJSON *) = {
+        do_load_log, do_load_timeouts, do_load_limits, do_load_tls, do_load_trusted};
     const cJSON *item;
     uint64_t n;
 
@@ -731,10 +734,6 @@ static void do_load_root(struct cfg_loader *ld, const cJSON *root)
         ld->cfg->workers = (unsigned)n;
     }
     do_load_listen(ld, do_get(root, "listen"));
-    static void (*const loaders[])(struct cfg_loader *, const cJSON *) = {
-        do_load_log, do_load_timeouts, do_load_limits, do_load_tls, do_load_trusted};
-    static const char *const sections[] = {"log", "timeouts", "limits", "tls",
-                                           "trusted_proxies"};
     for (size_t i = 0; i < sizeof(loaders) / sizeof(loaders[0]); i++) {
         item = do_get(root, sections[i]);
         if (item != NULL) {
@@ -772,8 +771,7 @@ static void do_report_syntax(struct cfg_errs *e, const char *json, size_t len, c
     cfg_errs_add(e, "(root)", "invalid JSON near line %u, column %u", line, col);
 }
 
-struct cfg *cfg_parse(const char *json, size_t len, const char *base_dir, char *err,
-                      size_t errlen)
+struct cfg *cfg_parse(const char *json, size_t len, const char *base_dir, char *err, size_t errlen)
 {
     struct cfg_errs e;
     const char *end = NULL;
@@ -931,4 +929,3 @@ void cfg_free(struct cfg *cfg)
     free(cfg->sites);
     free(cfg);
 }
-

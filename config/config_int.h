@@ -56,6 +56,8 @@ int cfg_ip_family(const char *s);
 bool cfg_valid_endpoint_host(const char *s);
 /* A site host: a name, "*." followed by a name, or an IP literal. Lower-case expected. */
 const char *cfg_check_site_host(const char *s);
+/* cfg_parse_hostport, telling a bad value (-1) from a failed allocation (-ENOMEM). */
+int cfg_hostport_parse(const char *s, bool allow_empty_host, struct cfg_hostport *out);
 /* "host:port" with a port of 1..65535; out->host is allocated on success. */
 const char *cfg_check_upstream(const char *s, struct cfg_hostport *out);
 /* "10.0.0.0/8", "::1/128" or a single address. */
@@ -65,9 +67,9 @@ const char *cfg_check_cidr(const char *s, struct cfg_cidr *out);
 
 /* How cfg_check_site names a site's parts in error lines. */
 struct cfg_site_where {
-    const char *hosts;  /* "sites[0].hosts" or "--from" */
-    bool index_hosts;   /* append "[i]" to hosts */
-    const char *cert;   /* "sites[0].certificate.cert" or "--cert" */
+    const char *hosts; /* "sites[0].hosts" or "--from" */
+    bool index_hosts;  /* append "[i]" to hosts */
+    const char *cert;  /* "sites[0].certificate.cert" or "--cert" */
     const char *key;
 };
 

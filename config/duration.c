@@ -4,6 +4,7 @@
  * function may be called from any thread.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,10 +15,7 @@
 /* Fraction digits that count; later ones only decide whether to round up. */
 #define FRACTION_DIGITS 9
 
-static bool do_is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
+static bool do_is_digit(char c) { return c >= '0' && c <= '9'; }
 
 static bool do_is_alnum(char c)
 {
@@ -229,7 +227,7 @@ static int do_split_hostport(const char *s, char *host, size_t hostlen, const ch
     return 0;
 }
 
-int cfg_parse_hostport(const char *s, bool allow_empty_host, struct cfg_hostport *out)
+int cfg_hostport_parse(const char *s, bool allow_empty_host, struct cfg_hostport *out)
 {
     char host[NAME_MAX_LEN + 1];
     const char *port_s;
@@ -254,16 +252,26 @@ int cfg_parse_hostport(const char *s, bool allow_empty_host, struct cfg_hostport
     }
     char *copy = cfg_strdup(host);
     if (copy == NULL) {
-        return -1;
+        return -ENOMEM;
     }
     out->host = copy;
     out->port = (uint16_t)port;
     return 0;
 }
 
+int cfg_parse_hostport(const char *s, bool allow_empty_host, struct cfg_hostport *out)
+{
+    return cfg_hostport_parse(s, allow_empty_host, out) == 0 ? 0 : -1;
+}
+
 const char *cfg_check_upstream(const char *s, struct cfg_hostport *out)
 {
-    if (cfg_parse_hostport(s, false, out) != 0) {
+    int rc = cfg_hostport_parse(s, false, out);
+
+    if (rc == -ENOMEM) {
+        return "out of memory";
+    }
+    if (rc != 0) {
         return "expected \"host:port\"";
     }
     if (out->port == 0) {
@@ -289,8 +297,7 @@ static bool do_host_bits_clear(const uint8_t *addr, size_t len, unsigned prefix)
 
 const char *cfg_check_cidr(const char *s, struct cfg_cidr *out)
 {
-    static const char expected[] =
-        "expected an IP address or a network such as \"10.0.0.0/8\"";
+    static const char expected[] = "expected an IP address or a network such as \"10.0.0.0/8\"";
     char addr[64];
     const char *slash = s != NULL ? strchr(s, '/') : NULL;
     size_t n = s == NULL ? 0 : slash != NULL ? (size_t)(slash - s) : strlen(s);

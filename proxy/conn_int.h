@@ -28,7 +28,7 @@ void px_req_log_access(struct px_conn *c);
 
 /* worker.c */
 void px_worker_conn_gone(struct px_worker *w);
-char *px_worker_head_buf(struct px_worker *w);
-void px_worker_head_buf_put(struct px_worker *w, char *buf);
+struct px_reqbuf *px_worker_reqbuf(struct px_worker *w);
+void px_worker_reqbuf_put(struct px_worker *w, struct px_reqbuf *rb);
 
 #endif

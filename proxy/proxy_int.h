@@ -127,7 +127,7 @@ struct px_worker {
     unsigned *rr;           /* [router->n_groups] */
     llhttp_settings_t req_settings;
     llhttp_settings_t resp_settings;
-    char **head_free;       /* recycled request head buffers */
+    struct px_reqbuf **head_free; /* recycled request buffers */
     size_t n_head_free;
 };
 
@@ -184,9 +184,20 @@ enum px_conn_state {
     PX_CONN_CLOSED,
 };
 
+/* What a request needs only while it is in flight: its captured head and the names the
+ * access log prints. Recycled through a per-worker free list, so an idle connection holds
+ * none and the hot path does not allocate. */
+struct px_reqbuf {
+    struct px_head head;
+    char method[16];
+    char host[256];
+    char path[256];
+    char raw[]; /* limits.max_request_head bytes */
+};
+
 /* Per-request state; lives inside the connection, reset for each request. */
 struct px_req {
-    struct px_head head; /* raw buffer borrowed from the worker's free list */
+    struct px_reqbuf *rb; /* NULL between requests */
     struct px_eol_scan scan;
     const struct px_route *route;
     struct px_target *target;
@@ -207,9 +218,6 @@ struct px_req {
     bool upgrade;
     bool is_head;
     enum px_body resp_body; /* framing towards the client */
-    char method[16];
-    char path[256];
-    char host[256];
 };
 
 struct px_conn {

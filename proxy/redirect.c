@@ -7,14 +7,14 @@
 int px_req_plain(struct px_conn *c)
 {
     struct px_req *r = &c->req;
-    const struct px_head *h = &r->head;
+    const struct px_head *h = &r->rb->head;
     uint16_t port = c->w->srv->https_port;
     char location[2048];
     char portpart[8] = "";
     if (port != 443 && port != 0) {
         snprintf(portpart, sizeof(portpart), ":%u", port);
     }
-    int n = snprintf(location, sizeof(location), "https://%s%s%.*s", r->host, portpart,
+    int n = snprintf(location, sizeof(location), "https://%s%s%.*s", r->rb->host, portpart,
                      (int)h->target.len, h->raw + h->target.off);
     if (n < 0 || (size_t)n >= sizeof(location) || h->target.len == 0 ||
         h->raw[h->target.off] != '/') {

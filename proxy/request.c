@@ -99,10 +99,8 @@ void px_conn_flush(struct px_conn *c)
 void px_req_release(struct px_conn *c)
 {
     struct px_req *r = &c->req;
-    if (r->head.raw != NULL) {
-        px_worker_head_buf_put(c->w, r->head.raw);
-        r->head.raw = NULL;
-    }
+    px_worker_reqbuf_put(c->w, r->rb);
+    r->rb = NULL;
     free(r->up_head);
     r->up_head = NULL;
 }
@@ -113,8 +111,11 @@ static void do_req_begin(struct px_conn *c)
     px_req_release(c);
     memset(&c->req, 0, sizeof(c->req));
     c->req.start_ms = uv_now(&w->loop);
-    char *raw = px_worker_head_buf(w);
-    px_head_reset(&c->req.head, raw, raw != NULL ? w->srv->cfg->limits.max_request_head : 0);
+    c->req.rb = px_worker_reqbuf(w);
+    if (c->req.rb == NULL) {
+        px_conn_close(c, "out of memory");
+        return;
+    }
     px_conn_set_state(c, PX_CONN_HEAD);
     px_conn_arm_timer(c, w->srv->cfg->timeouts.request_head);
 }
@@ -122,15 +123,15 @@ static void do_req_begin(struct px_conn *c)
 void px_req_log_access(struct px_conn *c)
 {
     struct px_req *r = &c->req;
-    if (!c->w->srv->cfg->access_log || r->status == 0) {
+    if (!c->w->srv->cfg->access_log || r->status == 0 || r->rb == NULL) {
         return;
     }
     struct px_logline l;
     px_log_begin(&l, CFG_LOG_INFO, "access");
     px_log_str(&l, "client", c->peer);
-    px_log_str(&l, "host", r->host);
-    px_log_str(&l, "method", r->method);
-    px_log_str(&l, "path", r->path);
+    px_log_str(&l, "host", r->rb->host);
+    px_log_str(&l, "method", r->rb->method);
+    px_log_str(&l, "path", r->rb->path);
     px_log_int(&l, "status", r->status);
     px_log_int(&l, "bytes_in", (int64_t)r->bytes_in);
     px_log_int(&l, "bytes_out", (int64_t)r->bytes_out);
@@ -156,8 +157,8 @@ static void do_fail(struct px_conn *c, int status, const char *why)
         return;
     }
     r->status = status;
-    px_log(CFG_LOG_INFO, "request_failed", "%s %s%s: %d: %s", c->peer, r->host, r->path, status,
-           why);
+    px_log(CFG_LOG_INFO, "request_failed", "%s %s%s: %d: %s", c->peer,
+           r->rb != NULL ? r->rb->host : "", r->rb != NULL ? r->rb->path : "", status, why);
     char buf[512];
     size_t n = px_http_simple_response(status, NULL, false, buf, sizeof(buf));
     r->resp_started = true;
@@ -172,19 +173,19 @@ static void do_fail(struct px_conn *c, int status, const char *why)
 static int on_target(llhttp_t *p, const char *at, size_t n)
 {
     struct px_conn *c = p->data;
-    return px_head_on_target(&c->req.head, at, n) == 0 ? 0 : -1;
+    return px_head_on_target(&c->req.rb->head, at, n) == 0 ? 0 : -1;
 }
 
 static int on_field(llhttp_t *p, const char *at, size_t n)
 {
     struct px_conn *c = p->data;
-    return px_head_on_field(&c->req.head, at, n) == 0 ? 0 : -1;
+    return px_head_on_field(&c->req.rb->head, at, n) == 0 ? 0 : -1;
 }
 
 static int on_value(llhttp_t *p, const char *at, size_t n)
 {
     struct px_conn *c = p->data;
-    return px_head_on_value(&c->req.head, at, n) == 0 ? 0 : -1;
+    return px_head_on_value(&c->req.rb->head, at, n) == 0 ? 0 : -1;
 }
 
 static void do_copy(char *dst, size_t cap, const char *src, size_t n)
@@ -207,8 +208,8 @@ static void do_host(struct px_conn *c, const char *v, size_t n)
         const char *colon = memchr(v, ':', n);
         end = colon != NULL ? (size_t)(colon - v) : n;
     }
-    do_copy(c->req.host, sizeof(c->req.host), v, end);
-    for (char *s = c->req.host; *s != '\0'; s++) {
+    do_copy(c->req.rb->host, sizeof(c->req.rb->host), v, end);
+    for (char *s = c->req.rb->host; *s != '\0'; s++) {
         if (*s >= 'A' && *s <= 'Z') {
             *s = (char)(*s - 'A' + 'a');
         }
@@ -220,7 +221,7 @@ static void do_host(struct px_conn *c, const char *v, size_t n)
  * differently by the upstream, so it is refused. */
 static const char *do_check_framing(struct px_conn *c)
 {
-    const struct px_head *h = &c->req.head;
+    const struct px_head *h = &c->req.rb->head;
     size_t len = 0;
     size_t n_host = 0;
     size_t n_te = 0;
@@ -248,7 +249,7 @@ static const char *do_check_framing(struct px_conn *c)
 static bool do_client_keep_alive(const struct px_conn *c)
 {
     size_t len = 0;
-    const char *conn = px_head_get(&c->req.head, "connection", &len, NULL);
+    const char *conn = px_head_get(&c->req.rb->head, "connection", &len, NULL);
     if (c->parser.http_minor == 0) {
         return conn != NULL && px_token_list_has(conn, len, "keep-alive");
     }
@@ -265,15 +266,23 @@ static bool do_retryable(const struct px_req *r, uint8_t method)
 static const struct px_route *do_route(struct px_conn *c)
 {
     const struct px_router *rt = c->w->srv->router;
-    const struct px_site *site = px_router_site(rt, c->req.host, strlen(c->req.host));
+    const struct px_site *site = px_router_site(rt, c->req.rb->host, strlen(c->req.rb->host));
     if (site == NULL && c->tls != NULL && tls_conn_sni(c->tls) != NULL) {
         const char *sni = tls_conn_sni(c->tls);
         site = px_router_site(rt, sni, strlen(sni));
     }
+    /* A Host naming no site (an IP address, say) goes where clients without SNI go. */
+    const char *fallback = c->w->srv->cfg->tls.default_sni;
+    if (site == NULL && fallback != NULL) {
+        site = px_router_site(rt, fallback, strlen(fallback));
+    }
+    if (site == NULL && rt->n_sites == 1) {
+        site = &rt->sites[0];
+    }
     if (site == NULL) {
         return NULL;
     }
-    const struct px_head *h = &c->req.head;
+    const struct px_head *h = &c->req.rb->head;
     return px_site_route(site, h->raw + h->target.off, h->target.len);
 }
 
@@ -288,7 +297,7 @@ static int do_forward(struct px_conn *c)
     }
     r->target = px_balance_pick(c->w, r->route);
     struct px_fwd f = {
-        .method = r->method,
+        .method = r->rb->method,
         .client_ip = c->peer,
         .trusted_peer = px_peer_trusted(c, cfg),
         .proto = c->tls != NULL ? "https" : "http",
@@ -297,12 +306,12 @@ static int do_forward(struct px_conn *c)
                                 : (r->has_body ? PX_BODY_LENGTH : PX_BODY_NONE),
         .content_length = c->parser.content_length,
     };
-    size_t cap = r->head.len + 1024 + strlen(r->host);
+    size_t cap = r->rb->head.len + 1024 + strlen(r->rb->host);
     r->up_head = malloc(cap);
     if (r->up_head == NULL) {
         return 500;
     }
-    r->up_head_len = px_http_request_head(&r->head, &f, r->up_head, cap);
+    r->up_head_len = px_http_request_head(&r->rb->head, &f, r->up_head, cap);
     if (r->up_head_len == 0) {
         return 431;
     }
@@ -320,10 +329,10 @@ static int on_headers_complete(llhttp_t *p)
 {
     struct px_conn *c = p->data;
     struct px_req *r = &c->req;
-    do_copy(r->method, sizeof(r->method), llhttp_method_name(p->method),
+    do_copy(r->rb->method, sizeof(r->rb->method), llhttp_method_name(p->method),
             strlen(llhttp_method_name(p->method)));
-    const struct px_head *h = &r->head;
-    do_copy(r->path, sizeof(r->path), h->raw + h->target.off, h->target.len);
+    const struct px_head *h = &r->rb->head;
+    do_copy(r->rb->path, sizeof(r->rb->path), h->raw + h->target.off, h->target.len);
     r->is_head = p->method == HTTP_HEAD;
     const char *bad = p->http_major != 1 ? "unsupported HTTP version" : do_check_framing(c);
     if (bad != NULL) {
@@ -349,9 +358,6 @@ static int on_headers_complete(llhttp_t *p)
         llhttp_set_error_reason(p, status == 421 ? "no site for this host" : "cannot forward");
         return -1;
     }
-    /* The head buffer is no longer needed: idle and streaming connections hold none. */
-    px_worker_head_buf_put(c->w, r->head.raw);
-    r->head.raw = NULL;
     px_conn_set_state(c, PX_CONN_PROXY);
     uv_timer_stop(&c->timer);
     if (r->has_body) {
@@ -417,7 +423,7 @@ static void do_stash(struct px_conn *c, const char *p, size_t n)
 
 static int do_parse_error_status(struct px_conn *c, llhttp_errno_t err)
 {
-    if (c->req.head.overflow) {
+    if (c->req.rb->head.overflow) {
         return 431;
     }
     if (c->req.status != 0) {
@@ -470,6 +476,9 @@ void px_req_input(struct px_conn *c, const char *p, size_t n)
         }
         if (c->state == PX_CONN_IDLE) {
             do_req_begin(c);
+            if (c->state == PX_CONN_CLOSED) {
+                return;
+            }
         }
         size_t used = do_execute(c, p, n);
         p += used;
@@ -596,8 +605,9 @@ void px_conn_on_response_head(struct px_conn *c, const struct px_head *h, const 
         resp.body = PX_BODY_EOF;
     }
     r->resp_body = resp.body;
+    /* A refused upgrade leaves the parser expecting tunnel bytes: start afresh. */
     resp.close = !r->keep_alive || c->w->draining || resp.body == PX_BODY_EOF ||
-                 (!r->req_done && !r->upgrade);
+                 (!r->req_done && !r->upgrade) || (r->upgrade && !resp.upgrade);
     r->keep_alive = !resp.close;
     char buf[PX_RESP_HEAD_MAX];
     size_t n = px_http_response_head(h, &resp, buf, sizeof(buf));

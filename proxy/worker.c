@@ -9,24 +9,35 @@
 
 #define HEAD_FREE_MAX 64
 
-char *px_worker_head_buf(struct px_worker *w)
+struct px_reqbuf *px_worker_reqbuf(struct px_worker *w)
 {
+    struct px_reqbuf *rb;
+    size_t cap = w->srv->cfg->limits.max_request_head;
     if (w->n_head_free > 0) {
-        return w->head_free[--w->n_head_free];
+        rb = w->head_free[--w->n_head_free];
+    } else {
+        rb = malloc(sizeof(*rb) + cap);
+        if (rb == NULL) {
+            return NULL;
+        }
     }
-    return malloc(w->srv->cfg->limits.max_request_head);
+    px_head_reset(&rb->head, rb->raw, cap);
+    rb->method[0] = '\0';
+    rb->host[0] = '\0';
+    rb->path[0] = '\0';
+    return rb;
 }
 
-void px_worker_head_buf_put(struct px_worker *w, char *buf)
+void px_worker_reqbuf_put(struct px_worker *w, struct px_reqbuf *rb)
 {
-    if (buf == NULL) {
+    if (rb == NULL) {
         return;
     }
     if (w->n_head_free < HEAD_FREE_MAX) {
-        w->head_free[w->n_head_free++] = buf;
+        w->head_free[w->n_head_free++] = rb;
         return;
     }
-    free(buf);
+    free(rb);
 }
 
 static void on_connection(uv_stream_t *s, int status)

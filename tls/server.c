@@ -1,4 +1,5 @@
 /* server.c - the server SSL_CTX: protocol limits, SNI certificate selection, ALPN. */
+#include <arpa/inet.h>
 #include <openssl/err.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,12 @@ static const char TLS12_CIPHERS[] = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES
                                     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
                                     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
+static bool do_is_ip_literal(const char *name)
+{
+    uint8_t buf[16];
+    return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
+}
+
 /* Runs on the worker for every ClientHello. The certificate comes from the store, parsed
  * once; the handshake only takes references to its buffers. A miss is remembered and
  * turned into an unrecognized_name alert by on_servername, which may send that alert. */
@@ -20,6 +27,9 @@ static enum ssl_select_cert_result_t on_select_certificate(const SSL_CLIENT_HELL
     struct tls_conn *tc = SSL_get_app_data(ssl);
     struct tls_server *srv = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
     const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (name != NULL && do_is_ip_literal(name)) {
+        name = NULL; /* RFC 6066 forbids addresses in SNI; some clients send them anyway */
+    }
     if (name == NULL) {
         name = srv->default_sni;
     }

@@ -1,29 +1,24 @@
 /* test_cli.c - `moat proxy --from ... --to ...` turned into a struct cfg. */
 #include <limits.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "config.h"
 
-#define MAX_ARGS 32
-
 static char err[4096];
 static char cwd[PATH_MAX];
 
-/* Runs cfg_from_cli on a NULL-terminated list of arguments. */
-static struct cfg *run(const char *first, ...)
-{
-    char *argv[MAX_ARGS];
-    int argc = 0;
-    va_list ap;
+/* Runs cfg_from_cli on the arguments given, e.g. run("--from", "a.test"). */
+#define run(...) run_argv((char *[]){__VA_ARGS__, NULL})
 
-    va_start(ap, first);
-    for (const char *a = first; a != NULL && argc < MAX_ARGS; a = va_arg(ap, const char *)) {
-        argv[argc++] = (char *)a;
+static struct cfg *run_argv(char **argv)
+{
+    int argc = 0;
+
+    while (argv[argc] != NULL) {
+        argc++;
     }
-    va_end(ap);
     return cfg_from_cli(argc, argv, err, sizeof(err));
 }
 
@@ -49,8 +44,7 @@ static const char *abs_fixture(const char *name)
 
 static void test_good(void)
 {
-    struct cfg *cfg = run("--from", "a.test", "--from", "*.b.test", "--to", "127.0.0.1:9000",
-                          CERT, NULL);
+    struct cfg *cfg = run("--from", "a.test", "--from", "*.b.test", "--to", "127.0.0.1:9000", CERT);
     CHECK(cfg != NULL);
     if (cfg == NULL) {
         fprintf(stderr, "%s\n", err);
@@ -92,8 +86,7 @@ static void test_equals_form(void)
 {
     struct cfg *cfg = run("--from=A.Test", "--to=[::1]:9000", "--cert=fixtures/a.pem",
                           "--key=./fixtures/a.key", "--https-port=8443", "--http-port=0",
-                          "--bind=::1", "--workers=4", "--log-level=warn", "--access-log",
-                          NULL);
+                          "--bind=::1", "--workers=4", "--log-level=warn", "--access-log");
     CHECK(cfg != NULL);
     if (cfg == NULL) {
         fprintf(stderr, "%s\n", err);
@@ -113,7 +106,7 @@ static void test_equals_form(void)
     cfg_free(cfg);
 
     cfg = run("--from", "a.test", "--to", "h:1", CERT, "--bind", "[::1]", "--no-redirect",
-              "--https-port", "0", NULL);
+              "--https-port", "0");
     CHECK(cfg != NULL);
     if (cfg != NULL) {
         CHECK_STR(cfg->https_listen[0].host, "::1");
@@ -122,7 +115,7 @@ static void test_equals_form(void)
     }
     cfg_free(cfg);
 
-    cfg = run("--from", "a.test", "--to", "h:1", CERT, "--bind", "127.0.0.1", NULL);
+    cfg = run("--from", "a.test", "--to", "h:1", CERT, "--bind", "127.0.0.1");
     CHECK(cfg != NULL);
     if (cfg != NULL) {
         CHECK_STR(cfg->http_listen[0].host, "127.0.0.1");
@@ -132,15 +125,14 @@ static void test_equals_form(void)
 
 static void test_default_sni(void)
 {
-    struct cfg *cfg = run("--from", "*.b.test", "--to", "h:1", CERT, NULL);
+    struct cfg *cfg = run("--from", "*.b.test", "--to", "h:1", CERT);
     CHECK(cfg != NULL);
     if (cfg != NULL) {
         CHECK(cfg->tls.default_sni == NULL);
     }
     cfg_free(cfg);
 
-    cfg = run("--from", "*.b.test", "--from", "c.test", "--from", "a.test", "--to", "h:1",
-              CERT, NULL);
+    cfg = run("--from", "*.b.test", "--from", "c.test", "--from", "a.test", "--to", "h:1", CERT);
     CHECK(cfg != NULL);
     if (cfg != NULL) {
         CHECK_STR(cfg->tls.default_sni, "c.test");
@@ -151,52 +143,52 @@ static void test_default_sni(void)
 
 static void test_errors(void)
 {
-    CHECK_REFUSED(run("--from", "a.test", CERT, NULL), "--to: required");
-    CHECK_REFUSED(run("--to", "h:1", CERT, NULL), "--from: required");
-    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", NULL),
+    CHECK_REFUSED(run("--from", "a.test", CERT), "--to: required");
+    CHECK_REFUSED(run("--to", "h:1", CERT), "--from: required");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1"),
                   "--cert: required (with --key) until ACME is configured");
-    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--cert", "fixtures/a.pem", NULL),
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--cert", "fixtures/a.pem"),
                   "--key: required with --cert");
-    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--key", "fixtures/a.key", NULL),
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--key", "fixtures/a.key"),
                   "--cert: required with --key");
-    CHECK_REFUSED(run("--from", "a.test", "--to", "foo", CERT, NULL),
+    CHECK_REFUSED(run("--from", "a.test", "--to", "foo", CERT),
                   "--to: expected \"host:port\", got \"foo\"");
-    CHECK_REFUSED(run("--from", "a.test", "--to", "::1:80", CERT, NULL),
+    CHECK_REFUSED(run("--from", "a.test", "--to", "::1:80", CERT),
                   "--to: expected \"host:port\", got \"::1:80\"");
-    CHECK_REFUSED(run("--from", "a.test", "--to", "h:0", CERT, NULL),
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:0", CERT),
                   "--to: expected a port from 1 to 65535, got \"h:0\"");
-    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--to", "h:2", CERT, NULL),
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--to", "h:2", CERT),
                   "--to: given more than once");
     CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--cert", "fixtures/nope.pem", "--key",
-                      "fixtures/a.key", NULL),
+                      "fixtures/a.key"),
                   "--cert: cannot read \"");
-    CHECK_REFUSED(run("--from", "bad_host", "--to", "h:1", CERT, NULL),
+    CHECK_REFUSED(run("--from", "bad_host", "--to", "h:1", CERT),
                   "--from: expected a host name such as");
-    CHECK_REFUSED(run("--from", "a.test", "--from", "A.TEST", "--to", "h:1", CERT, NULL),
+    CHECK_REFUSED(run("--from", "a.test", "--from", "A.TEST", "--to", "h:1", CERT),
                   "--from: \"a.test\" is listed twice");
-    CHECK_REFUSED(run("--from=", "--to", "h:1", CERT, NULL), "--from: expected a host name");
-    CHECK_REFUSED(run("--frm", "a.test", "--to", "h:1", CERT, NULL), "--frm: unknown option");
-    CHECK_REFUSED(run("--from=a.test", "--to", "h:1", CERT, "--bogus=1", NULL),
+    CHECK_REFUSED(run("--from=", "--to", "h:1", CERT), "--from: expected a host name");
+    CHECK_REFUSED(run("--frm", "a.test", "--to", "h:1", CERT), "--frm: unknown option");
+    CHECK_REFUSED(run("--from=a.test", "--to", "h:1", CERT, "--bogus=1"),
                   "--bogus: unknown option");
-    CHECK_REFUSED(run("--from", "a.test", CERT, "--to", NULL), "--to: missing value");
-    CHECK_REFUSED(run("--from", "--to", "h:1", CERT, NULL), "--from: missing value");
-    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--no-redirect=yes", NULL),
+    CHECK_REFUSED(run("--from", "a.test", CERT, "--to"), "--to: missing value");
+    CHECK_REFUSED(run("--from", "--to", "h:1", CERT), "--from: missing value");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--no-redirect=yes"),
                   "--no-redirect: takes no value");
-    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "extra", NULL),
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "extra"),
                   "\"extra\": unexpected argument");
-    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "-x", NULL),
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "-x"),
                   "\"-x\": unexpected argument");
-    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--http-port", "443", NULL),
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--http-port", "443"),
                   "--http-port: port 443 is already used by --https-port");
-    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--https-port", "70000", NULL),
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--https-port", "70000"),
                   "--https-port: expected a port from 0 to 65535, got \"70000\"");
-    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--http-port", "x", NULL),
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--http-port", "x"),
                   "--http-port: expected a port from 0 to 65535");
-    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--bind", "bad host", NULL),
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--bind", "bad host"),
                   "--bind: expected an IP address or a host name, got \"bad host\"");
-    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--workers", "2000", NULL),
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--workers", "2000"),
                   "--workers: expected an integer from 0 to 1024, got \"2000\"");
-    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--log-level", "loud", NULL),
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--log-level", "loud"),
                   "--log-level: expected debug, info, warn or error, got \"loud\"");
 
     /* No arguments at all: each required option is named. */
@@ -206,7 +198,7 @@ static void test_errors(void)
     CHECK(strstr(err, "--cert: required") != NULL);
 
     /* Every problem at once. */
-    CHECK(run("--frm", "x", "--to", "foo", "--workers", "x", NULL) == NULL);
+    CHECK(run("--frm", "x", "--to", "foo", "--workers", "x") == NULL);
     CHECK(strstr(err, "--frm: unknown option") != NULL);
     CHECK(strstr(err, "--from: required") != NULL);
     CHECK(strstr(err, "--cert: required") != NULL);
@@ -228,10 +220,9 @@ static void test_help(void)
     CHECK(cfg_from_cli(3, argv, err, sizeof(err)) == NULL);
     CHECK_STR(err, cfg_cli_usage());
     CHECK(strncmp(cfg_cli_usage(), "usage: moat proxy", 17) == 0);
-    static const char *const documented[] = {"--from", "--to", "--cert", "--key",
-                                             "--http-port", "--https-port", "--no-redirect",
-                                             "--bind", "--workers", "--access-log",
-                                             "--log-level", "--help"};
+    static const char *const documented[] = {
+        "--from",        "--to",   "--cert",    "--key",        "--http-port", "--https-port",
+        "--no-redirect", "--bind", "--workers", "--access-log", "--log-level", "--help"};
     for (size_t i = 0; i < sizeof(documented) / sizeof(documented[0]); i++) {
         CHECK(strstr(cfg_cli_usage(), documented[i]) != NULL);
     }

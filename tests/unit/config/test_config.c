@@ -10,11 +10,11 @@
 #include "config.h"
 
 /* A site that is valid on its own, to build documents around one bad key. */
-#define SITE_A                                                                            \
-    "{\"hosts\":[\"a.test\"],\"certificate\":{\"cert\":\"a.pem\",\"key\":\"a.key\"},"     \
+#define SITE_A                                                                                     \
+    "{\"hosts\":[\"a.test\"],\"certificate\":{\"cert\":\"a.pem\",\"key\":\"a.key\"},"              \
     "\"upstreams\":[\"127.0.0.1:9000\"]}"
-#define SITE_B                                                                            \
-    "{\"hosts\":[\"b.test\"],\"certificate\":{\"cert\":\"b.pem\",\"key\":\"b.key\"},"     \
+#define SITE_B                                                                                     \
+    "{\"hosts\":[\"b.test\"],\"certificate\":{\"cert\":\"b.pem\",\"key\":\"b.key\"},"              \
     "\"upstreams\":[\"127.0.0.1:9001\"]}"
 #define CERT_A "\"certificate\":{\"cert\":\"a.pem\",\"key\":\"a.key\"}"
 
@@ -30,8 +30,8 @@ static void expect_error_at(const char *json, const char *want, int line)
 {
     struct cfg *cfg = parse(json);
     if (cfg != NULL || strstr(err, want) == NULL) {
-        fprintf(stderr, "line %d: want error containing\n  %s\ngot (cfg %s)\n  %s\n", line,
-                want, cfg != NULL ? "non-NULL" : "NULL", err);
+        fprintf(stderr, "line %d: want error containing\n  %s\ngot (cfg %s)\n  %s\n", line, want,
+                cfg != NULL ? "non-NULL" : "NULL", err);
     }
     CHECK(cfg == NULL);
     CHECK(strstr(err, want) != NULL);
@@ -201,8 +201,8 @@ static void test_small_cases_ok(void)
 
     /* Wildcard and exact on two sites; trusted_proxies may be empty; numbers for bools
      * are not needed; a BOM-less document with trailing white space parses. */
-    cfg = parse("{\"trusted_proxies\":[],\"sites\":[" SITE_A ",{\"hosts\":[\"*.a.test\"],"
-                CERT_A ",\"routes\":[{\"path\":\"/\",\"upstreams\":[\"h:1\"]}]}]}\n \t\n");
+    cfg = parse("{\"trusted_proxies\":[],\"sites\":[" SITE_A ",{\"hosts\":[\"*.a.test\"]," CERT_A
+                ",\"routes\":[{\"path\":\"/\",\"upstreams\":[\"h:1\"]}]}]}\n \t\n");
     CHECK(cfg != NULL);
     if (cfg != NULL) {
         CHECK(cfg->n_trusted_proxies == 0);
@@ -296,9 +296,10 @@ static void test_section_errors(void)
     expect_error("{\"tls\":{\"default_sni\":\"x.test\"},\"sites\":[" SITE_A "]}",
                  "tls.default_sni: expected one of the sites' hosts (not a wildcard), got "
                  "\"x.test\"");
-    expect_error("{\"tls\":{\"default_sni\":\"*.a.test\"},\"sites\":[{\"hosts\":[\"*.a.test\"],"
-                 CERT_A ",\"upstreams\":[\"h:1\"]}]}",
-                 "tls.default_sni: expected one of the sites' hosts");
+    expect_error(
+        "{\"tls\":{\"default_sni\":\"*.a.test\"},\"sites\":[{\"hosts\":[\"*.a.test\"]," CERT_A
+        ",\"upstreams\":[\"h:1\"]}]}",
+        "tls.default_sni: expected one of the sites' hosts");
     expect_error("{\"tls\":{\"session_tickets\":1},\"sites\":[" SITE_A "]}",
                  "tls.session_tickets: expected true or false, got 1");
     expect_error("{\"tls\":{\"ticket_rotation\":\"soon\"},\"sites\":[" SITE_A "]}",
@@ -325,9 +326,9 @@ static void test_site_errors(void)
                  "sites[0].hosts: expected a non-empty array");
     expect_error("{\"sites\":[{\"hosts\":[\"a.test\", 7]," CERT_A ",\"upstreams\":[\"h:1\"]}]}",
                  "sites[0].hosts[1]: expected a host name");
-    static const char *const bad_hosts[] = {"bad_host", "a..test", "-a.test", "a-.test",
-                                            "a.*.test", "*", "*.", "1.2.3", "a.test.", "",
-                                            "*.*.a.test", "[::1]", "a b"};
+    static const char *const bad_hosts[] = {
+        "bad_host", "a..test", "-a.test", "a-.test",    "a.*.test", "*",  "*.",
+        "1.2.3",    "a.test.", "",        "*.*.a.test", "[::1]",    "a b"};
     for (size_t i = 0; i < sizeof(bad_hosts) / sizeof(bad_hosts[0]); i++) {
         char doc[512], want[128];
         snprintf(doc, sizeof(doc),
@@ -341,21 +342,21 @@ static void test_site_errors(void)
     char doc[1024], label[65], name[300];
     memset(label, 'x', 64);
     label[64] = '\0';
-    snprintf(doc, sizeof(doc), "{\"sites\":[{\"hosts\":[\"%s.test\"]," CERT_A
-             ",\"upstreams\":[\"h:1\"]}]}", label);
+    snprintf(doc, sizeof(doc),
+             "{\"sites\":[{\"hosts\":[\"%s.test\"]," CERT_A ",\"upstreams\":[\"h:1\"]}]}", label);
     expect_error(doc, "sites[0].hosts[0]: expected a host name");
     memset(name, 'a', 254);
     for (int i = 1; i < 254; i += 2) {
         name[i] = '.';
     }
     name[254] = '\0';
-    snprintf(doc, sizeof(doc), "{\"sites\":[{\"hosts\":[\"%s\"]," CERT_A
-             ",\"upstreams\":[\"h:1\"]}]}", name);
+    snprintf(doc, sizeof(doc),
+             "{\"sites\":[{\"hosts\":[\"%s\"]," CERT_A ",\"upstreams\":[\"h:1\"]}]}", name);
     expect_error(doc, "sites[0].hosts[0]: expected a host name");
     name[253] = '\0';
     name[252] = 'a';
-    snprintf(doc, sizeof(doc), "{\"sites\":[{\"hosts\":[\"%s\"]," CERT_A
-             ",\"upstreams\":[\"h:1\"]}]}", name);
+    snprintf(doc, sizeof(doc),
+             "{\"sites\":[{\"hosts\":[\"%s\"]," CERT_A ",\"upstreams\":[\"h:1\"]}]}", name);
     struct cfg *cfg = parse(doc);
     CHECK(cfg != NULL); /* 253 bytes is the limit, not over it */
     cfg_free(cfg);
@@ -403,8 +404,8 @@ static void test_cert_errors(void)
 
 static void test_route_errors(void)
 {
-    static const char *const bad[] = {"h", "h:", "h:99999", "h:12ab", "[::1", "::1:80",
-                                      ":80", "[::1]", "h:-1", "a b:80", "[1.2.3.4]:80"};
+    static const char *const bad[] = {"h",   "h:",    "h:99999", "h:12ab", "[::1",        "::1:80",
+                                      ":80", "[::1]", "h:-1",    "a b:80", "[1.2.3.4]:80"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char doc[512], want[128];
         snprintf(doc, sizeof(doc),

@@ -70,8 +70,7 @@ static void test_durations(void)
     CHECK(cfg_parse_duration("1s", NULL) == -1);
 }
 
-static void check_hostport(const char *s, bool empty_ok, const char *host, unsigned port,
-                           int line)
+static void check_hostport(const char *s, bool empty_ok, const char *host, unsigned port, int line)
 {
     struct cfg_hostport hp = {NULL, 0};
     int rc = cfg_parse_hostport(s, empty_ok, &hp);
@@ -160,8 +159,8 @@ static bool match(const struct cfg_cidr *nets, size_t n, const char *addr)
 static void test_cidr(void)
 {
     struct cfg_cidr nets[] = {
-        net(4, "10.0.0.0", 8),     net(4, "192.168.1.7", 32),   net(6, "2001:db8::", 32),
-        net(6, "::1", 128),        net(4, "172.16.0.0", 12),
+        net(4, "10.0.0.0", 8), net(4, "192.168.1.7", 32), net(6, "2001:db8::", 32),
+        net(6, "::1", 128),    net(4, "172.16.0.0", 12),
     };
     size_t n = sizeof(nets) / sizeof(nets[0]);
 
