@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -294,7 +295,9 @@ bool cfg_host_match(const char *pattern, const char *name)
     if (pattern == NULL || name == NULL) {
         return false;
     }
-    if (strcmp(pattern, name) == 0) {
+    /* Patterns are lower-case after loading, but a name from a Host header may not be;
+     * DNS names compare without case, so accept either rather than rely on callers. */
+    if (strcasecmp(pattern, name) == 0) {
         return true;
     }
     if (pattern[0] != '*' || pattern[1] != '.') {
@@ -302,7 +305,7 @@ bool cfg_host_match(const char *pattern, const char *name)
     }
     /* The wildcard stands for exactly one non-empty label. */
     const char *dot = strchr(name, '.');
-    return dot != NULL && dot != name && strcmp(dot, pattern + 1) == 0;
+    return dot != NULL && dot != name && strcasecmp(dot, pattern + 1) == 0;
 }
 
 static const uint8_t v4_mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};

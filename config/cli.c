@@ -103,8 +103,9 @@ static enum cli_opt_id do_find_opt(const char *arg, size_t len)
     return OPT_COUNT;
 }
 
-/* Records one option's value; a second value of a single-valued option is an error
- * rather than "last one wins", since two --to usually means a typo for --from. */
+/* Records one option's value. A second value of a single-valued option is an error
+ * rather than "last one wins": "--to a:1 --to b:2" reads like two backends, and quietly
+ * dropping one would surprise more than a refusal. */
 static void do_set_value(struct cli_args *a, enum cli_opt_id id, const char *value,
                          struct cfg_errs *e)
 {
@@ -117,7 +118,8 @@ static void do_set_value(struct cli_args *a, enum cli_opt_id id, const char *val
     }
 }
 
-/* Reads argv into a. Returns the index of the next argument to read. */
+/* Reads the option at argv[i], and its value, into a. Returns the index of the next
+ * argument to read. */
 static int do_scan_one(int argc, char **argv, int i, struct cli_args *a, struct cfg_errs *e)
 {
     const char *arg = argv[i];

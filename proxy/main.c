@@ -52,6 +52,10 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "run") == 0 || strcmp(cmd, "validate") == 0) {
         cfg = do_load(argc, argv, err, sizeof(err));
     } else if (strcmp(cmd, "proxy") == 0) {
+        if (cfg_cli_wants_help(argc - 2, argv + 2)) {
+            fputs(cfg_cli_usage(), stdout);
+            return 0;
+        }
         cfg = cfg_from_cli(argc - 2, argv + 2, err, sizeof(err));
     } else {
         fprintf(stderr, "moat: unknown command \"%s\"\n", cmd);

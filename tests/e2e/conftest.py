@@ -626,7 +626,7 @@ class TlsClient:
             self.ssl_error = e
             return False
         except socket.timeout:
-            raise TimeoutError("timed out waiting for data; have %r" % self.buf[:300])
+            raise TimeoutError("timed out waiting for data; have %r" % self.buf[:300]) from None
         if not d:
             self.eof = True
             return False

@@ -55,6 +55,8 @@ def moat(pki, backend, moat_factory):
 
 
 def check_rss(sampler):
+    print("RSS baseline %d KiB, peak %d KiB, growth %.1f MiB, %d samples" % (
+        sampler.baseline, sampler.peak, sampler.growth_mib, len(sampler.samples)))
     assert len(sampler.samples) >= 3, "transfer too short to sample: %r" % sampler.samples
     assert sampler.growth_mib < RSS_LIMIT_MIB, \
         "moat RSS grew by %.1f MiB during the transfer (baseline %d KiB, peak %d KiB)" % (
@@ -164,7 +166,7 @@ def test_upload_expect_100_continue(moat, backend, tmp_path):
 # ---------------------------------------------------------------------------
 # WebSocket
 
-def ws_read_frame(c, timeout=10.0):
+def ws_read_frame(c, timeout=5.0):
     deadline = time.monotonic() + timeout * SLOW
     b0, b1 = c._read_n(2, deadline)
     n = b1 & 0x7F

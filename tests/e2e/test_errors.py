@@ -272,3 +272,35 @@ def test_sigint_exits_zero(pki, backend, moat_factory):
     assert moat.curl("a.test", "/before-int").status == 200
     rc = moat.stop(signal.SIGINT, timeout=12)
     assert rc == 0, "moat exit code %r after SIGINT" % rc
+
+
+def test_keepalive_idle_timeout(pki, backend, moat_factory):
+    moat = moat_factory([site(["a.test"], pki.a, [backend])],
+                        timeouts={"keepalive_idle": "1s"})
+    with moat.tls_client("a.test") as c:
+        r = c.request("GET", "/idle", "a.test")
+        assert r.status == 200, r
+        t0 = time.monotonic()
+        try:
+            c.read_until_eof(5)
+        except TimeoutError:
+            raise AssertionError("idle keep-alive connection still open after 5s")
+        elapsed = time.monotonic() - t0
+    assert 0.7 <= elapsed <= 3.0 * SLOW, "idle connection closed after %.2fs, want ~1s" % elapsed
+
+
+def test_body_idle_timeout(pki, backend, moat_factory):
+    """A client that stops sending in the middle of its body is cut off."""
+    moat = moat_factory([site(["a.test"], pki.a, [backend])],
+                        timeouts={"body_idle": "1s"})
+    with moat.tls_client("a.test") as c:
+        c.send(H(b"POST /stalled HTTP/1.1", b"Host: a.test", b"Content-Length: 1000",
+                 body=b"x" * 10))
+        t0 = time.monotonic()
+        try:
+            c.read_until_eof(6)
+        except TimeoutError:
+            raise AssertionError("stalled upload still open after 6s (body_idle 1s)")
+        elapsed = time.monotonic() - t0
+    assert 0.7 <= elapsed <= 4.0 * SLOW, "stalled upload cut after %.2fs" % elapsed
+    assert moat.curl("a.test", "/fine").status == 200

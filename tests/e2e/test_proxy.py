@@ -68,6 +68,22 @@ def test_get_and_post(pki, backend, moat_factory):
     assert backend.stats()["seen_paths"][-3:] == ["/raw0", "/raw1", "/raw2"]
 
 
+def test_pipelined_requests(pki, backend, moat_factory):
+    """Several requests in one write are answered in order."""
+    moat = moat_factory([site(["a.test"], pki.a, [backend])])
+    with moat.tls_client("a.test") as c:
+        c.send(b"".join(b"GET /pipe%d HTTP/1.1\r\nHost: a.test\r\n\r\n" % i for i in range(3)) +
+               b"POST /pipe3 HTTP/1.1\r\nHost: a.test\r\nContent-Length: 4\r\n\r\nbody" +
+               b"GET /pipe4 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        for i in range(5):
+            r = c.read_response(10)
+            assert r.status == 200, r
+            assert r.json()["path"] == "/pipe%d" % i, r
+        assert r.json()["body_len"] == 0
+        c.read_until_eof(5)
+    assert backend.stats()["seen_paths"] == ["/pipe%d" % i for i in range(5)]
+
+
 def test_routing_by_host(pki, backend_factory, moat_factory):
     b1, b2 = backend_factory("one"), backend_factory("two")
     moat = moat_factory([site(["a.test"], pki.a, [b1]),

@@ -215,7 +215,10 @@ def test_no_resumption_without_tickets(pki, backend, moat_factory, tmp_path):
     moat = moat_factory(sites_for(pki, backend), workers=2,
                         tls={"session_tickets": False})
     results, have_session = _resume(moat, tmp_path, "-tls1_3", 2)
-    # if s_client got no session to offer, there is nothing to resume: fine
+    # Either moat issued no ticket (so s_client has no session to offer), or
+    # offering the session it got must not resume.
+    if not have_session:
+        assert "Post-Handshake New Session Ticket arrived" not in results[0].out, results[0]
     for r in results[1:]:
         assert r.handshake_ok, r
         assert not re.search(r"^Reused,", r.out, re.M), r

@@ -218,6 +218,9 @@ static void test_host_match(void)
     CHECK(!cfg_host_match("*.b.test", "x.b.test.evil"));
     CHECK(!cfg_host_match("*.b.test", "x.bb.test"));
     CHECK(!cfg_host_match("a*.b.test", "ab.b.test"));
+    /* Host headers keep the client's case; DNS names compare without it. */
+    CHECK(cfg_host_match("a.test", "A.Test"));
+    CHECK(cfg_host_match("*.b.test", "X.B.TEST"));
     CHECK(!cfg_host_match(NULL, "a.test"));
     CHECK(!cfg_host_match("a.test", NULL));
 }
