@@ -388,9 +388,10 @@ static void test_cert_errors(void)
                  "sites[0].certificate.chain: unknown key");
 
     char want_file[PATH_MAX + 128];
-    snprintf(want_file, sizeof(want_file),
+    int wn = snprintf(want_file, sizeof(want_file),
              "sites[0].certificate.key: cannot read \"%s\": No such file or directory",
              fixture_abs("nope.key"));
+    CHECK(wn > 0 && (size_t)wn < sizeof(want_file));
     expect_error("{\"sites\":[{\"hosts\":[\"a.test\"],\"certificate\":{\"cert\":\"a.pem\","
                  "\"key\":\"nope.key\"},\"upstreams\":[\"h:1\"]}]}",
                  want_file);
