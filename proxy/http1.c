@@ -112,9 +112,8 @@ const char *px_head_get(const struct px_head *h, const char *name, size_t *len, 
     return found;
 }
 
-bool px_token_list_has(const char *v, size_t len, const char *token)
+static bool do_token_list_has(const char *v, size_t len, const char *token, size_t tlen)
 {
-    size_t tlen = strlen(token);
     size_t i = 0;
     while (i < len) {
         size_t start = i;
@@ -129,6 +128,11 @@ bool px_token_list_has(const char *v, size_t len, const char *token)
         i++; /* past the comma */
     }
     return false;
+}
+
+bool px_token_list_has(const char *v, size_t len, const char *token)
+{
+    return do_token_list_has(v, len, token, strlen(token));
 }
 
 long px_eol_scan(struct px_eol_scan *s, const char *p, size_t n)
@@ -166,24 +170,28 @@ static const char *const hop_by_hop[] = {
     "http2-settings",
 };
 
-static bool do_is_hop(const struct px_head *h, const struct px_hdr *hd, const char *conn,
-                      size_t conn_len)
+/* Every Connection line counts: together they form one list (RFC 9110, 7.6.1). */
+static bool do_named_in_connection(const struct px_head *h, const struct px_hdr *hd)
+{
+    for (size_t i = 0; i < h->n_hdrs; i++) {
+        const struct px_hdr *c = &h->hdrs[i];
+        if (do_name_is(h, c, "connection") &&
+            do_token_list_has(h->raw + c->value.off, c->value.len, h->raw + hd->name.off,
+                              hd->name.len)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool do_is_hop(const struct px_head *h, const struct px_hdr *hd)
 {
     for (size_t i = 0; i < sizeof(hop_by_hop) / sizeof(hop_by_hop[0]); i++) {
         if (do_name_is(h, hd, hop_by_hop[i])) {
             return true;
         }
     }
-    if (conn == NULL) {
-        return false;
-    }
-    char name[128];
-    if (hd->name.len >= sizeof(name)) {
-        return false;
-    }
-    memcpy(name, h->raw + hd->name.off, hd->name.len);
-    name[hd->name.len] = '\0';
-    return px_token_list_has(conn, conn_len, name);
+    return do_named_in_connection(h, hd);
 }
 
 /* An output cursor that remembers running out of room instead of checking every call. */
@@ -237,10 +245,14 @@ static void do_put_forwarded(struct out *o, const struct px_head *h, const struc
     size_t len = 0;
     const char *v;
     do_puts(o, "X-Forwarded-For: ");
-    if (f->trusted_peer && (v = px_head_get(h, "x-forwarded-for", &len, NULL)) != NULL &&
-        len > 0) {
-        do_put(o, v, len);
-        do_puts(o, ", ");
+    for (size_t i = 0; f->trusted_peer && i < h->n_hdrs; i++) {
+        const struct px_hdr *hd = &h->hdrs[i];
+        len = hd->value.len;
+        v = do_trim(h->raw + hd->value.off, &len);
+        if (do_name_is(h, hd, "x-forwarded-for") && len > 0) {
+            do_put(o, v, len); /* several lines form one list, in order */
+            do_puts(o, ", ");
+        }
     }
     do_puts(o, f->client_ip);
     do_puts(o, "\r\nX-Forwarded-Proto: ");
@@ -272,15 +284,13 @@ size_t px_http_request_head(const struct px_head *h, const struct px_fwd *f, cha
                             size_t cap)
 {
     struct out o = {out, 0, cap, false};
-    size_t clen = 0;
-    const char *conn = px_head_get(h, "connection", &clen, NULL);
     do_puts(&o, f->method);
     do_put(&o, " ", 1);
     do_put(&o, h->raw + h->target.off, h->target.len);
     do_puts(&o, " HTTP/1.1\r\n");
     for (size_t i = 0; i < h->n_hdrs; i++) {
         const struct px_hdr *hd = &h->hdrs[i];
-        if (do_is_hop(h, hd, conn, clen) || do_is_forwarded(h, hd)) {
+        if (do_is_hop(h, hd) || do_is_forwarded(h, hd)) {
             continue;
         }
         do_put_header(&o, h, hd);
@@ -311,11 +321,9 @@ size_t px_http_response_head(const struct px_head *h, const struct px_resp *r, c
         do_puts(&o, px_http_reason(r->status));
     }
     do_puts(&o, "\r\n");
-    size_t clen = 0;
-    const char *conn = px_head_get(h, "connection", &clen, NULL);
     for (size_t i = 0; i < h->n_hdrs; i++) {
         const struct px_hdr *hd = &h->hdrs[i];
-        if (!do_is_hop(h, hd, conn, clen)) {
+        if (!do_is_hop(h, hd)) {
             do_put_header(&o, h, hd);
         }
     }

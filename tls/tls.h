@@ -45,7 +45,8 @@ struct tls_store *tls_store_new(void);
 void tls_store_free(struct tls_store *store);
 
 /* Maps name (lower-case; "*.example.com" for a wildcard) to cert, replacing any previous
- * entry. The store takes its own reference. Returns 0 or -ENOMEM. */
+ * entry. The store takes its own reference. Returns 0, -EINVAL for an empty or over-long
+ * name, or -ENOMEM. */
 int tls_store_put(struct tls_store *store, const char *name, struct tls_cert *cert);
 
 /* Removes a name; returns 0 or -ENOENT. */

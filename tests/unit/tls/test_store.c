@@ -136,13 +136,13 @@ static void check_load_fails(const char *cert, const char *key, const char *want
     struct tls_cert *c = tls_cert_load_pem(at(cert), at(key), err, sizeof(err));
     bool ok = c == NULL && strstr(err, want1) != NULL && strstr(err, want2) != NULL;
     if (!ok) {
-        fprintf(stderr, "line %d: %s/%s -> %p, \"%s\"; want \"%s\" and \"%s\"\n", line, cert,
-                key, (void *)c, err, want1, want2);
+        fprintf(stderr, "line %d: %s/%s -> %p, \"%s\"; want \"%s\" and \"%s\"\n", line, cert, key,
+                (void *)c, err, want1, want2);
     }
     CHECK(ok);
     tls_cert_unref(c);
 }
-#define CHECK_LOAD_FAILS(cert, key, want1, want2)                                              \
+#define CHECK_LOAD_FAILS(cert, key, want1, want2)                                                  \
     check_load_fails(cert, key, want1, want2, __LINE__)
 
 static void test_cert_load(void)
@@ -247,8 +247,8 @@ static bool finds(struct tls_store *s, const char *name, const struct tls_cert *
     struct tls_cert *got = tls_store_lookup(s, name);
     tls_cert_unref(got);
     if (got != want) {
-        fprintf(stderr, "lookup \"%s\": got %p, want %p\n", name ? name : "(null)",
-                (void *)got, (const void *)want);
+        fprintf(stderr, "lookup \"%s\": got %p, want %p\n", name ? name : "(null)", (void *)got,
+                (const void *)want);
     }
     return got == want;
 }
@@ -556,8 +556,8 @@ static bool do_handshake(struct pair *p)
 }
 
 /* Client -> server: writes data, then reads everything the server can decrypt into buf. */
-static size_t do_client_to_server(struct pair *p, const char *data, size_t n, char *buf,
-                                  size_t cap, int *last)
+static size_t do_client_to_server(struct pair *p, const char *data, size_t n, char *buf, size_t cap,
+                                  int *last)
 {
     ERR_clear_error();
     if (n > 0 && SSL_write(p->cli, data, (int)n) != (int)n) {
@@ -579,8 +579,8 @@ static size_t do_client_to_server(struct pair *p, const char *data, size_t n, ch
 }
 
 /* Server -> client: the same the other way. */
-static size_t do_server_to_client(struct pair *p, const char *data, size_t n, char *buf,
-                                  size_t cap, int *last)
+static size_t do_server_to_client(struct pair *p, const char *data, size_t n, char *buf, size_t cap,
+                                  int *last)
 {
     if (n > 0 && tls_conn_write(p->srv, data, n) != 0) {
         return 0;
@@ -647,8 +647,8 @@ static int peer_key_type(SSL *cli)
 struct hs_case {
     const char *sni;
     bool ok;
-    const char *peer;     /* first SAN of the served certificate */
-    int key_type;         /* EVP_PKEY_EC / EVP_PKEY_RSA */
+    const char *peer;      /* first SAN of the served certificate */
+    int key_type;          /* EVP_PKEY_EC / EVP_PKEY_RSA */
     const char *srv_error; /* tls_conn_error on failure */
 };
 
@@ -673,9 +673,9 @@ static void check_handshake(struct tls_server *srv, SSL_CTX *cctx, const struct 
     }
     if (!good) {
         fprintf(stderr,
-                "line %d: SNI %s: ok %d srv_rc %d (%s) cli_failed %d reason %d peer \"%s\"\n",
-                line, hc->sni ? hc->sni : "(none)", ok, p.srv_rc, tls_conn_error(p.srv),
-                p.cli_failed, p.cli_reason, peer);
+                "line %d: SNI %s: ok %d srv_rc %d (%s) cli_failed %d reason %d peer \"%s\"\n", line,
+                hc->sni ? hc->sni : "(none)", ok, p.srv_rc, tls_conn_error(p.srv), p.cli_failed,
+                p.cli_reason, peer);
     }
     CHECK(good);
     if (ok) {
@@ -684,10 +684,10 @@ static void check_handshake(struct tls_server *srv, SSL_CTX *cctx, const struct 
     }
     pair_dispose(&p);
 }
-#define CHECK_HANDSHAKE(srv, cctx, ...)                                                        \
-    do {                                                                                       \
-        const struct hs_case hc_ = {__VA_ARGS__};                                              \
-        check_handshake(srv, cctx, &hc_, __LINE__);                                            \
+#define CHECK_HANDSHAKE(srv, cctx, ...)                                                            \
+    do {                                                                                           \
+        const struct hs_case hc_ = {__VA_ARGS__};                                                  \
+        check_handshake(srv, cctx, &hc_, __LINE__);                                                \
     } while (0)
 
 static const char NO_CERT[] = "no certificate for the SNI name";
@@ -721,6 +721,10 @@ static void test_handshake_sni(struct tls_store *store)
     CHECK_HANDSHAKE(dflt, cctx, NULL, true, "a.test", EVP_PKEY_RSA, NULL);
     CHECK_HANDSHAKE(dflt, cctx, "a.test", true, "a.test", EVP_PKEY_EC, NULL);
     CHECK_HANDSHAKE(dflt, cctx, "unknown.test", false, NULL, 0, NO_CERT);
+    /* An address in SNI (RFC 6066 forbids it) counts as no SNI. */
+    CHECK_HANDSHAKE(dflt, cctx, "127.0.0.1", true, "a.test", EVP_PKEY_RSA, NULL);
+    CHECK_HANDSHAKE(dflt, cctx, "2001:db8::1", true, "a.test", EVP_PKEY_RSA, NULL);
+    CHECK_HANDSHAKE(srv, cctx, "127.0.0.1", false, NULL, 0, NO_SNI);
 
     /* TLS 1.2 with both key types. */
     SSL_CTX *c12 = client_ctx(TLS1_2_VERSION, TLS1_2_VERSION);
@@ -908,8 +912,8 @@ static bool resumes(struct tls_server *srv, SSL_CTX *cctx, SSL_SESSION *sess, in
     bool srv_says = ok && tls_conn_resumed(p.srv);
     bool cli_says = ok && SSL_session_reused(p.cli);
     if (!ok || srv_says != cli_says) {
-        fprintf(stderr, "line %d: handshake %d, server resumed %d, client resumed %d\n", line,
-                ok, srv_says, cli_says);
+        fprintf(stderr, "line %d: handshake %d, server resumed %d, client resumed %d\n", line, ok,
+                srv_says, cli_says);
     }
     CHECK(ok);
     CHECK(srv_says == cli_says);
@@ -973,8 +977,8 @@ static void test_resumption(struct tls_store *store, uint16_t version)
 static void test_server_new(struct tls_store *store)
 {
     char err[64] = "";
-    struct tls_server_opts opts = {.default_sni = "a.test", .session_tickets = true,
-                                   .ticket_rotation_ms = 1000};
+    struct tls_server_opts opts = {
+        .default_sni = "a.test", .session_tickets = true, .ticket_rotation_ms = 1000};
     struct tls_server *srv = tls_server_new(store, &opts, err, sizeof(err));
     CHECK(srv != NULL);
     tls_server_rotate_tickets(srv);
