@@ -329,6 +329,9 @@ static int on_message_complete(llhttp_t *p)
     if (status >= 100 && status < 200 && status != 101) {
         return 0; /* an interim response: the final one follows */
     }
+    if (p->upgrade) {
+        return 0; /* llhttp then stops with HPE_PAUSED_UPGRADE: the tunnel begins */
+    }
     u->reusable = llhttp_should_keep_alive(p) != 0;
     return HPE_PAUSED;
 }

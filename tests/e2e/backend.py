@@ -19,7 +19,10 @@ Endpoints (main port, every method):
                            right after the 101, then echoes text/binary frames,
                            answers pings, echoes close and closes.
   /headers                 {method, path, headers: [[name, value], ...], conn_id}
+  /close-delimited?bytes=N N pattern bytes, no Content-Length, then close
   anything else            {method, path, headers: {lname: value}, body_len, conn_id, name}
+                           ?close=1: answer with Connection: close and close;
+                           ?linger_ms=N: close the connection after N ms idle
 
 Nothing holds a whole large body in memory.
 """
@@ -232,9 +235,10 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in self.headers.items():
             lk = k.lower()
             hdrs[lk] = hdrs[lk] + ", " + v if lk in hdrs else v
+        extra = [("Connection", "close")] if self.close_connection else []
         self.send_json({"method": self.command, "path": self.path, "headers": hdrs,
                         "body_len": body_len, "conn_id": self.conn_id,
-                        "name": self.server.name})
+                        "name": self.server.name}, extra=extra)
 
     # -- dispatch -------------------------------------------------------
     def handle_any(self):
@@ -301,8 +305,25 @@ class Handler(BaseHTTPRequestHandler):
                             "name": self.server.name})
         elif p == "/ws":
             self.websocket()
+        elif p == "/close-delimited":
+            # HTTP/1.0-style body: no Content-Length, ends when we close
+            self.drain_body()
+            n = int(q.get("bytes", "0"))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            for c in pattern_chunks(n):
+                self.wfile.write(c)
+            self.close_connection = True
         else:
-            self.echo(self.drain_body())
+            n = self.drain_body()
+            if q.get("close") == "1":
+                self.close_connection = True
+            self.echo(n)
+            if "linger_ms" in q:
+                # close this connection once it has been idle that long
+                self.connection.settimeout(int(q["linger_ms"]) / 1000.0)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = handle_any
 

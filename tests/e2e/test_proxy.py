@@ -146,6 +146,46 @@ def test_keepalive_reuse_across_clients(pki, backend, moat_factory):
         "backend connections (no upstream pooling?)" % st["connections"]
 
 
+def test_upstream_connection_close_not_reused(pki, backend, moat_factory):
+    """A backend answer with Connection: close ends that upstream connection;
+    the next request must get a fresh one, not fail."""
+    moat = moat_factory([site(["a.test"], pki.a, [backend])])
+    res = curl_many(moat, "a.test", ["/c1?close=1", "/c2", "/c3?close=1", "/c4"])
+    assert [s for s, _ in res] == [200] * 4, res
+    st = backend.stats()
+    assert st["seen_paths"] == ["/c1?close=1", "/c2", "/c3?close=1", "/c4"], st
+
+
+def test_upstream_idle_close_is_survived(pki, backend, moat_factory):
+    """The backend drops a pooled keep-alive connection while it sits idle;
+    the next request still succeeds."""
+    moat = moat_factory([site(["a.test"], pki.a, [backend])])
+    r = moat.curl("a.test", "/first?linger_ms=150")
+    assert r.status == 200, r
+    first_conn = r.json()["conn_id"]
+    time.sleep(0.6)  # the backend has closed the idle connection by now
+    for i in range(3):
+        r = moat.curl("a.test", "/next%d" % i)
+        assert r.status == 200, r
+        assert r.json()["conn_id"] != first_conn
+    assert backend.stats()["seen_paths"] == ["/first?linger_ms=150", "/next0", "/next1", "/next2"]
+
+
+def test_close_delimited_response(pki, backend, moat_factory):
+    """A backend response without Content-Length that ends at close is relayed
+    complete (moat may chunk it or close after it)."""
+    from backend import pattern_sha256
+    import hashlib
+    moat = moat_factory([site(["a.test"], pki.a, [backend])])
+    n = 3 * 1024 * 1024 + 17
+    r = moat.curl("a.test", "/close-delimited?bytes=%d" % n)
+    assert r.rc == 0 and r.status == 200, r
+    assert len(r.body) == n
+    assert hashlib.sha256(r.body).hexdigest() == pattern_sha256(n)
+    # and the next request works
+    assert moat.curl("a.test", "/after").status == 200
+
+
 def test_x_forwarded_set_and_replaced(pki, backend, moat_factory):
     moat = moat_factory([site(["a.test"], pki.a, [backend])])
     r = moat.curl("a.test", "/headers")
