@@ -25,8 +25,6 @@ fi
 harness=$(cd "$harness" && pwd)
 
 export MOAT_BIN=${MOAT_BIN:-$repo/build/moat}
-# (until the build puts the binary at build/moat, accept CMake's default location too)
-[[ ! -x $MOAT_BIN && -x $repo/build/proxy/moat ]] && MOAT_BIN=$repo/build/proxy/moat
 [[ -x $MOAT_BIN ]] || { echo "bench: no moat binary at $MOAT_BIN (run: make)" >&2; exit 1; }
 MOAT_BIN=$(readlink -f "$MOAT_BIN")
 

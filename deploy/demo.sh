@@ -8,8 +8,6 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MOAT_BIN=${MOAT_BIN:-$repo/build/moat}
-# (until the build puts the binary at build/moat, accept CMake's default location too)
-[[ ! -x $MOAT_BIN && -x $repo/build/proxy/moat ]] && MOAT_BIN=$repo/build/proxy/moat
 NAME=demo.moat.test
 
 if [[ -t 1 ]]; then

@@ -220,6 +220,10 @@ static void on_target_resolved(void *arg, int status, const struct sockaddr_stor
 {
     struct px_target *t = arg;
     struct px_server *srv = t->srv;
+    if (!t->answered) {
+        t->answered = true;
+        srv->dns_pending--;
+    }
     if (srv->stopping) {
         return;
     }
@@ -262,9 +266,34 @@ void px_resolver_start(struct px_server *srv)
         uv_timer_init(srv->loop, &t->resolve_timer);
         t->resolve_timer.data = t;
         if (!t->literal) {
+            srv->dns_pending++;
             do_resolve_target(t);
         }
     }
+}
+
+static void on_wait_timeout(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+}
+
+void px_resolver_wait(struct px_server *srv, uint64_t max_ms)
+{
+    if (srv->dns_pending == 0) {
+        return;
+    }
+    px_log(CFG_LOG_INFO, "dns_waiting", "resolving %zu upstream name(s) before serving (up to "
+           "%llu ms)", srv->dns_pending, (unsigned long long)max_ms);
+    bool expired = false;
+    uv_timer_t guard;
+    uv_timer_init(srv->loop, &guard);
+    guard.data = &expired;
+    uv_timer_start(&guard, on_wait_timeout, max_ms, 0);
+    while (srv->dns_pending > 0 && !expired) {
+        uv_run(srv->loop, UV_RUN_ONCE);
+    }
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(srv->loop, UV_RUN_NOWAIT);
 }
 
 void px_resolver_stop(struct px_server *srv)

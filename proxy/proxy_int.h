@@ -38,6 +38,7 @@ struct px_target {
     uint16_t port;
     char label[300]; /* "host:port" for logs */
     bool literal;    /* an IP address: never resolved */
+    bool answered;   /* the first resolution finished (either way) */
     pthread_mutex_t lock;
     struct px_addrs *addrs;
     uv_timer_t resolve_timer; /* control loop */
@@ -156,6 +157,7 @@ struct px_server {
     uv_async_t worker_done;
     atomic_int workers_running;
     struct px_dns *dns;
+    size_t dns_pending; /* names without a first answer yet */
     bool stopping;
 };
 
@@ -171,6 +173,8 @@ void px_dns_resolve(struct px_dns *dns, const char *host, uint16_t port, px_dns_
                     void *arg);
 void px_resolver_start(struct px_server *srv);
 void px_resolver_stop(struct px_server *srv);
+/* Runs the control loop until every upstream name had a first answer, at most max_ms. */
+void px_resolver_wait(struct px_server *srv, uint64_t max_ms);
 
 /* ---- client connections ------------------------------------------------------------- */
 
@@ -288,6 +292,10 @@ struct px_upconn {
     bool counted;       /* counted in pool.active */
     struct px_head head;
     int status;
+    unsigned attempt; /* which of the target's addresses this is, for failover */
+    unsigned n_addrs;
+    char *pend;       /* bytes queued while connecting */
+    size_t pend_len;
 };
 
 /* Starts the request on a pooled or fresh connection to the target. Returns 0 or a

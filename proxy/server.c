@@ -258,6 +258,7 @@ static int do_setup(struct px_server *srv, char *err, size_t errlen)
         return -1;
     }
     px_resolver_start(srv);
+    px_resolver_wait(srv, 5000);
     return 0;
 }
 

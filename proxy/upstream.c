@@ -6,6 +6,8 @@
 #include "conn_int.h"
 
 static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void do_send_pending(struct px_upconn *u);
+static bool do_failover(struct px_upconn *u);
 
 static void on_up_closed(uv_handle_t *h)
 {
@@ -14,6 +16,7 @@ static void on_up_closed(uv_handle_t *h)
         return;
     }
     free(u->head.raw);
+    free(u->pend);
     free(u);
 }
 
@@ -99,6 +102,11 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     if (status < 0) {
+        px_log(CFG_LOG_WARN, "upstream_connect_failed", "%s: %s", u->target->label,
+               uv_strerror(status));
+        if (do_failover(u)) {
+            return;
+        }
         char why[128];
         snprintf(why, sizeof(why), "upstream connect failed: %s", uv_strerror(status));
         do_fail(u, 502, why);
@@ -106,20 +114,29 @@ static void on_connect(uv_connect_t *req, int status)
     }
     u->state = PX_UP_ACTIVE;
     uv_tcp_nodelay(&u->tcp, 1);
+    do_send_pending(u);
+    if (u->state == PX_UP_CLOSED) {
+        return;
+    }
     uv_timer_start(&u->timer, on_up_timer, u->w->srv->cfg->timeouts.upstream_head, 0);
     if (!u->read_paused) {
         uv_read_start((uv_stream_t *)&u->tcp, px_on_alloc, on_up_read);
     }
 }
 
-static struct px_upconn *do_dial(struct px_worker *w, struct px_target *t)
+/* Dials one address of the target: the next in rotation, offset by how many addresses this
+ * request already tried. Returns NULL when no address is known or the dial cannot start. */
+static struct px_upconn *do_dial(struct px_worker *w, struct px_target *t, unsigned attempt)
 {
     struct px_addrs *addrs = px_target_addrs(t);
     if (addrs == NULL) {
         return NULL;
     }
     struct px_pool *pool = &w->pools[t->id];
-    const struct sockaddr *sa = (const struct sockaddr *)&addrs->addr[pool->next_addr++ % addrs->n];
+    if (attempt == 0) {
+        pool->next_addr++;
+    }
+    size_t idx = (pool->next_addr + attempt) % addrs->n;
     struct px_upconn *u = calloc(1, sizeof(*u));
     if (u == NULL) {
         px_addrs_unref(addrs);
@@ -127,6 +144,8 @@ static struct px_upconn *do_dial(struct px_worker *w, struct px_target *t)
     }
     u->w = w;
     u->target = t;
+    u->attempt = attempt;
+    u->n_addrs = (unsigned)addrs->n;
     uv_tcp_init(&w->loop, &u->tcp);
     uv_timer_init(&w->loop, &u->timer);
     u->tcp.data = u;
@@ -134,7 +153,8 @@ static struct px_upconn *do_dial(struct px_worker *w, struct px_target *t)
     u->connect_req.data = u;
     u->handles = 2;
     u->state = PX_UP_CONNECTING;
-    int rc = uv_tcp_connect(&u->connect_req, &u->tcp, sa, on_connect);
+    int rc = uv_tcp_connect(&u->connect_req, &u->tcp, (const struct sockaddr *)&addrs->addr[idx],
+                            on_connect);
     px_addrs_unref(addrs);
     if (rc != 0) {
         px_log(CFG_LOG_WARN, "upstream_dial_failed", "%s: %s", t->label, uv_strerror(rc));
@@ -143,6 +163,34 @@ static struct px_upconn *do_dial(struct px_worker *w, struct px_target *t)
     }
     uv_timer_start(&u->timer, on_up_timer, w->srv->cfg->timeouts.upstream_connect, 0);
     return u;
+}
+
+/* A refused connect tries the target's next address, carrying what was queued for it. */
+static bool do_failover(struct px_upconn *u)
+{
+    struct px_conn *c = u->client;
+    if (c == NULL || u->attempt + 1 >= u->n_addrs) {
+        return false;
+    }
+    struct px_upconn *next = do_dial(u->w, u->target, u->attempt + 1);
+    if (next == NULL) {
+        return false;
+    }
+    next->head = u->head;
+    u->head.raw = NULL;
+    next->parser = u->parser;
+    next->parser.data = next;
+    next->pend = u->pend;
+    next->pend_len = u->pend_len;
+    u->pend = NULL;
+    u->pend_len = 0;
+    next->client = c;
+    next->counted = u->counted;
+    u->counted = false;
+    c->req.up = next;
+    u->client = NULL;
+    px_up_close(u, "failed over to the next address");
+    return true;
 }
 
 int px_up_dispatch(struct px_conn *c, struct px_target *t, const char *head, size_t len,
@@ -157,7 +205,7 @@ int px_up_dispatch(struct px_conn *c, struct px_target *t, const char *head, siz
         u->state = PX_UP_ACTIVE;
         uv_timer_start(&u->timer, on_up_timer, w->srv->cfg->timeouts.upstream_head, 0);
     } else {
-        u = do_dial(w, t);
+        u = do_dial(w, t, 0);
         if (u == NULL) {
             return -1;
         }
@@ -204,6 +252,18 @@ void px_up_send(struct px_upconn *u, const char *p, size_t n)
     if (u->state == PX_UP_CLOSED) {
         return;
     }
+    if (u->state == PX_UP_CONNECTING) {
+        /* Held until connected, so a refused address can hand it to the next one. */
+        char *bigger = realloc(u->pend, u->pend_len + n);
+        if (bigger == NULL) {
+            do_fail(u, 502, "out of memory");
+            return;
+        }
+        memcpy(bigger + u->pend_len, p, n);
+        u->pend = bigger;
+        u->pend_len += n;
+        return;
+    }
     int rc = px_stream_send((uv_stream_t *)&u->tcp, p, n, on_up_write);
     if (rc != 0) {
         do_fail(u, 502, uv_strerror(rc));
@@ -212,7 +272,23 @@ void px_up_send(struct px_upconn *u, const char *p, size_t n)
 
 bool px_up_write_congested(const struct px_upconn *u)
 {
-    return u->tcp.write_queue_size > PX_WRITE_HIGH;
+    return u->tcp.write_queue_size + u->pend_len > PX_WRITE_HIGH;
+}
+
+static void do_send_pending(struct px_upconn *u)
+{
+    char *pend = u->pend;
+    size_t n = u->pend_len;
+    u->pend = NULL;
+    u->pend_len = 0;
+    if (pend != NULL) {
+        px_up_send(u, pend, n);
+        free(pend);
+    }
+    /* The client may have been paused on the held bytes; no write callback may come. */
+    if (u->state != PX_UP_CLOSED && u->client != NULL && u->tcp.write_queue_size < PX_WRITE_LOW) {
+        px_conn_upstream_drained(u->client);
+    }
 }
 
 void px_up_pause(struct px_upconn *u, bool paused)

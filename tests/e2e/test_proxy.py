@@ -370,3 +370,21 @@ def test_cli_validate_and_version(pki, tmp_path, backend):
     assert "upstreams" in out, out
     r = subprocess.run([MOAT_BIN, "version"], capture_output=True, timeout=30, env=clean_env())
     assert r.returncode == 0 and (r.stdout + r.stderr).strip(), r
+
+
+def test_upstream_by_name_resolved_with_dns(pki, backend_factory, moat_factory):
+    """An upstream given by name goes through the resolver (c-ares reads /etc/hosts)."""
+    b = backend_factory("named")
+    moat = moat_factory([site(["a.test"], pki.a, ["localhost:%d" % b.port])])
+    for i in range(3):
+        r = moat.curl("a.test", "/named%d" % i)
+        assert r.status == 200, r
+    assert b.stats()["requests"] == 3
+
+
+def test_upstream_name_that_does_not_resolve(pki, backend_factory, moat_factory):
+    """A name with no address answers 502 and says so in the log; moat keeps running."""
+    moat = moat_factory([site(["a.test"], pki.a, ["no-such-host.invalid:80"])])
+    r = moat.curl("a.test", "/")
+    assert r.status == 502, r
+    assert any(e.get("event") == "dns_failed" for e in moat.logs())
