@@ -5,6 +5,7 @@ the backend."""
 
 import signal
 import socket
+import ssl
 import threading
 import time
 
@@ -304,3 +305,33 @@ def test_body_idle_timeout(pki, backend, moat_factory):
         elapsed = time.monotonic() - t0
     assert 0.7 <= elapsed <= 4.0 * SLOW, "stalled upload cut after %.2fs" % elapsed
     assert moat.curl("a.test", "/fine").status == 200
+
+
+def test_connection_cap_per_worker(pki, backend, moat_factory):
+    """Past limits.max_connections_per_worker a new connection is closed at once, the
+    ones already open keep working, and a slot frees up when one closes."""
+    moat = moat_factory([site(["a.test"], pki.a, [backend])],
+                        limits={"max_connections_per_worker": 2})
+    first = moat.tls_client("a.test")
+    second = moat.tls_client("a.test")
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        third = moat.tls_client("a.test", timeout=5.0)
+        third.send(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        third.sock.recv(1)  # EOF or reset: the connection was refused
+        raise ConnectionError("EOF")
+    for c in (first, second):
+        c.send(b"GET /cap HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        assert c.read_response().status == 200
+    first.close()
+    deadline = time.monotonic() + 5 * SLOW
+    while True:
+        try:
+            fourth = moat.tls_client("a.test", timeout=5.0)
+            fourth.send(b"GET /again HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            assert fourth.read_response().status == 200
+            break
+        except (ssl.SSLError, ConnectionError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    assert any(e.get("event") == "conn_rejected" for e in moat.logs())
