@@ -61,13 +61,13 @@ void px_conn_close(struct px_conn *c, const char *reason)
         c->next->prev = c->prev;
     }
     w->n_conns--;
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer.timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
 
 void px_conn_arm_timer(struct px_conn *c, uint64_t ms)
 {
-    uv_timer_start(&c->timer, px_conn_on_timer, ms, 0);
+    px_deadline_set(&c->timer, ms);
 }
 
 static void do_peer_name(struct px_conn *c)
@@ -124,9 +124,8 @@ void px_conn_accept(struct px_listener *l)
     }
     c->w = w;
     uv_tcp_init(&w->loop, &c->tcp);
-    uv_timer_init(&w->loop, &c->timer);
+    px_deadline_init(&w->loop, &c->timer, px_conn_on_timer, c);
     c->tcp.data = c;
-    c->timer.data = c;
     c->handles = 2;
     c->next = w->conns;
     if (w->conns != NULL) {

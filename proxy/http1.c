@@ -7,9 +7,15 @@
 
 void px_head_reset(struct px_head *h, char *raw, size_t cap)
 {
-    memset(h, 0, sizeof(*h));
+    /* hdrs[] is not cleared: only the first n_hdrs entries are ever read. */
     h->raw = raw;
+    h->len = 0;
     h->cap = cap;
+    h->target.off = 0;
+    h->target.len = 0;
+    h->n_hdrs = 0;
+    h->last = 0;
+    h->overflow = false;
 }
 
 static int do_append(struct px_head *h, const char *p, size_t n)
@@ -229,10 +235,16 @@ static void do_put_header(struct out *o, const struct px_head *h, const struct p
 
 static void do_put_framing(struct out *o, enum px_body body, uint64_t length)
 {
-    char num[48];
     if (body == PX_BODY_LENGTH) {
-        snprintf(num, sizeof(num), "Content-Length: %llu\r\n", (unsigned long long)length);
-        do_puts(o, num);
+        char num[24];
+        size_t i = sizeof(num);
+        do {
+            num[--i] = (char)('0' + length % 10);
+            length /= 10;
+        } while (length > 0);
+        do_puts(o, "Content-Length: ");
+        do_put(o, num + i, sizeof(num) - i);
+        do_puts(o, "\r\n");
     } else if (body == PX_BODY_CHUNKED) {
         do_puts(o, "Transfer-Encoding: chunked\r\n");
     }

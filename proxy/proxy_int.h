@@ -20,6 +20,19 @@
 #define PX_RESP_HEAD_MAX (32 * 1024)
 #define PX_LINGER_MS 2000
 
+/* A timer whose deadline moves on every request: the libuv timer is touched only when the
+ * new deadline comes earlier than the one armed, and a fire before the deadline re-arms
+ * for the rest. Most moves are then a store instead of two heap operations. */
+struct px_deadline {
+    uv_timer_t timer; /* its data is the owner's */
+    uint64_t due;     /* loop time in ms; 0 when disarmed */
+    uv_timer_cb cb;
+};
+
+void px_deadline_init(uv_loop_t *loop, struct px_deadline *d, uv_timer_cb cb, void *owner);
+void px_deadline_set(struct px_deadline *d, uint64_t ms);
+void px_deadline_clear(struct px_deadline *d);
+
 /* ---- upstream addresses (resolved on the control thread, read by workers) ---------- */
 
 struct px_addrs {
@@ -226,7 +239,7 @@ struct px_req {
 
 struct px_conn {
     uv_tcp_t tcp;
-    uv_timer_t timer;
+    struct px_deadline timer;
     struct px_worker *w;
     struct px_conn *prev;
     struct px_conn *next;
@@ -274,7 +287,7 @@ enum px_up_state {
 
 struct px_upconn {
     uv_tcp_t tcp;
-    uv_timer_t timer;
+    struct px_deadline timer;
     uv_connect_t connect_req;
     struct px_worker *w;
     struct px_target *target;

@@ -359,7 +359,7 @@ static int on_headers_complete(llhttp_t *p)
         return -1;
     }
     px_conn_set_state(c, PX_CONN_PROXY);
-    uv_timer_stop(&c->timer);
+    px_deadline_clear(&c->timer);
     if (r->has_body) {
         px_conn_arm_timer(c, c->w->srv->cfg->timeouts.body_idle);
     }

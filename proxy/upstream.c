@@ -63,7 +63,7 @@ void px_up_close(struct px_upconn *u, const char *reason)
     }
     u->client = NULL;
     u->state = PX_UP_CLOSED;
-    uv_close((uv_handle_t *)&u->timer, on_up_closed);
+    uv_close((uv_handle_t *)&u->timer.timer, on_up_closed);
     uv_close((uv_handle_t *)&u->tcp, on_up_closed);
 }
 
@@ -118,7 +118,7 @@ static void on_connect(uv_connect_t *req, int status)
     if (u->state == PX_UP_CLOSED) {
         return;
     }
-    uv_timer_start(&u->timer, on_up_timer, u->w->srv->cfg->timeouts.upstream_head, 0);
+    px_deadline_set(&u->timer, u->w->srv->cfg->timeouts.upstream_head);
     if (!u->read_paused) {
         uv_read_start((uv_stream_t *)&u->tcp, px_on_alloc, on_up_read);
     }
@@ -147,9 +147,8 @@ static struct px_upconn *do_dial(struct px_worker *w, struct px_target *t, unsig
     u->attempt = attempt;
     u->n_addrs = (unsigned)addrs->n;
     uv_tcp_init(&w->loop, &u->tcp);
-    uv_timer_init(&w->loop, &u->timer);
+    px_deadline_init(&w->loop, &u->timer, on_up_timer, u);
     u->tcp.data = u;
-    u->timer.data = u;
     u->connect_req.data = u;
     u->handles = 2;
     u->state = PX_UP_CONNECTING;
@@ -161,7 +160,7 @@ static struct px_upconn *do_dial(struct px_worker *w, struct px_target *t, unsig
         px_up_close(u, "connect failed");
         return NULL;
     }
-    uv_timer_start(&u->timer, on_up_timer, w->srv->cfg->timeouts.upstream_connect, 0);
+    px_deadline_set(&u->timer, w->srv->cfg->timeouts.upstream_connect);
     return u;
 }
 
@@ -203,7 +202,7 @@ int px_up_dispatch(struct px_conn *c, struct px_target *t, const char *head, siz
         do_pool_unlink(u);
         u->reused = true;
         u->state = PX_UP_ACTIVE;
-        uv_timer_start(&u->timer, on_up_timer, w->srv->cfg->timeouts.upstream_head, 0);
+        px_deadline_set(&u->timer, w->srv->cfg->timeouts.upstream_head);
     } else {
         u = do_dial(w, t, 0);
         if (u == NULL) {
@@ -329,7 +328,7 @@ void px_up_release(struct px_upconn *u, bool reusable)
     }
     pool->idle = u;
     pool->n_idle++;
-    uv_timer_start(&u->timer, on_up_timer, w->srv->cfg->timeouts.upstream_idle, 0);
+    px_deadline_set(&u->timer, w->srv->cfg->timeouts.upstream_idle);
     px_up_pause(u, false); /* an idle connection reads, to notice the upstream closing it */
 }
 
@@ -373,7 +372,7 @@ static int on_headers_complete(llhttp_t *p)
     bool interim = status >= 100 && status < 200 && status != 101;
     if (!interim) {
         u->head_done = true;
-        uv_timer_stop(&u->timer);
+        px_deadline_clear(&u->timer);
     }
     bool is_head = c->req.is_head;
     bool upgrade = status == 101 && c->req.upgrade;
@@ -462,7 +461,7 @@ static void do_response_bytes(struct px_upconn *u, const char *p, size_t n)
     }
     if (err == HPE_PAUSED_UPGRADE) {
         u->state = PX_UP_TUNNEL;
-        uv_timer_stop(&u->timer);
+        px_deadline_clear(&u->timer);
         px_conn_on_upstream_tunnel(c, p + used, n - used);
         px_conn_flush(c);
         return;

@@ -61,3 +61,43 @@ uint64_t px_now_ms(void)
 {
     return uv_hrtime() / 1000000u;
 }
+
+static void on_deadline(uv_timer_t *t)
+{
+    struct px_deadline *d = (struct px_deadline *)t; /* the timer is the first member */
+    if (d->due == 0) {
+        return;
+    }
+    uint64_t now = uv_now(t->loop);
+    if (now < d->due) {
+        uv_timer_start(t, on_deadline, d->due - now, 0);
+        return;
+    }
+    d->due = 0;
+    d->cb(t);
+}
+
+void px_deadline_init(uv_loop_t *loop, struct px_deadline *d, uv_timer_cb cb, void *owner)
+{
+    uv_timer_init(loop, &d->timer);
+    d->timer.data = owner;
+    d->due = 0;
+    d->cb = cb;
+}
+
+void px_deadline_set(struct px_deadline *d, uint64_t ms)
+{
+    d->due = uv_now(d->timer.loop) + ms;
+    if (d->due == 0) {
+        d->due = 1;
+    }
+    if (uv_is_active((uv_handle_t *)&d->timer) && uv_timer_get_due_in(&d->timer) <= ms) {
+        return; /* fires earlier and re-arms for the rest */
+    }
+    uv_timer_start(&d->timer, on_deadline, ms, 0);
+}
+
+void px_deadline_clear(struct px_deadline *d)
+{
+    d->due = 0; /* a pending fire finds nothing to do */
+}
