@@ -199,6 +199,7 @@ void cfg_set_defaults(struct cfg *cfg)
     cfg->limits.upstream_idle_per_worker = 64;
     cfg->tls.session_tickets = true;
     cfg->tls.ticket_rotation_ms = MS_PER_S * 60 * 60 * 12;
+    cfg_acme_set_defaults(&cfg->acme);
 }
 
 bool cfg_listen_overlap(const struct cfg_hostport *a, const struct cfg_hostport *b)
@@ -243,7 +244,7 @@ static void do_check_host_unique(const struct cfg *cfg, size_t i, size_t h, cons
     }
 }
 
-static void do_check_readable(const char *file, const char *path, struct cfg_errs *e)
+void cfg_check_readable(const char *file, const char *path, struct cfg_errs *e)
 {
     char q[FILE_QUOTE_MAX];
     struct stat st;
@@ -277,16 +278,20 @@ unsigned cfg_check_site(struct cfg *cfg, size_t i, const struct cfg_site_where *
             snprintf(path, sizeof(path), "%s", where->hosts);
         }
         cfg_lower(site->hosts[h]);
+        cfg_quote(q, sizeof(q), site->hosts[h]);
         const char *why = cfg_check_site_host(site->hosts[h]);
         if (why != NULL) {
-            cfg_quote(q, sizeof(q), site->hosts[h]);
             cfg_errs_add(e, path, "%s, got %s", why, q);
             continue;
         }
+        why = where->acme ? cfg_check_acme_host(site->hosts[h]) : NULL;
+        if (why != NULL) {
+            cfg_errs_add(e, path, "%s needs %s: %s", q, where->cert_hint, why);
+        }
         do_check_host_unique(cfg, i, h, path, e);
     }
-    do_check_readable(site->cert.cert_file, where->cert, e);
-    do_check_readable(site->cert.key_file, where->key, e);
+    cfg_check_readable(site->cert.cert_file, where->cert, e);
+    cfg_check_readable(site->cert.key_file, where->key, e);
     return e->count - before;
 }
 

@@ -1,9 +1,10 @@
 /* cli.c - the zero-config form: `moat proxy --from NAME --to HOST:PORT [options]`.
  *
  * The command line becomes the same struct cfg a JSON file would give (one site, one
- * route "/"), and goes through the same site checks (cfg_check_site), with errors named
- * by option instead of key path. Options take "--opt value" or "--opt=value"; every
- * problem is reported, not just the first.
+ * route "/", the "acme" values), and goes through the same checks (cfg_check_site and
+ * the cfg_check_* value checks), with errors named by option instead of key path.
+ * Options take "--opt value" or "--opt=value"; every problem is reported, not just the
+ * first.
  *
  * --help (or -h) anywhere: cfg_from_cli returns NULL and puts the usage text, and
  * nothing else, in err. A caller that prints err and exits 2 on NULL therefore still
@@ -28,6 +29,14 @@ enum cli_opt_id {
     OPT_WORKERS,
     OPT_ACCESS_LOG,
     OPT_LOG_LEVEL,
+    OPT_ACME_CA,
+    OPT_ACME_CA_ROOT,
+    OPT_STORAGE,
+    OPT_EMAIL,
+    OPT_CHALLENGES,
+    OPT_EAB_KID,
+    OPT_EAB_HMAC_KEY,
+    OPT_KEY_TYPE,
     OPT_COUNT,
 };
 
@@ -48,6 +57,14 @@ static const struct cli_opt cli_opts[OPT_COUNT] = {
     [OPT_WORKERS] = {"--workers", true},
     [OPT_ACCESS_LOG] = {"--access-log", false},
     [OPT_LOG_LEVEL] = {"--log-level", true},
+    [OPT_ACME_CA] = {"--acme-ca", true},
+    [OPT_ACME_CA_ROOT] = {"--acme-ca-root", true},
+    [OPT_STORAGE] = {"--storage", true},
+    [OPT_EMAIL] = {"--email", true},
+    [OPT_CHALLENGES] = {"--challenges", true},
+    [OPT_EAB_KID] = {"--eab-kid", true},
+    [OPT_EAB_HMAC_KEY] = {"--eab-hmac-key", true},
+    [OPT_KEY_TYPE] = {"--key-type", true},
 };
 
 /* What the command line said. Strings point into argv, which outlives the call. */
@@ -59,23 +76,45 @@ struct cli_args {
 };
 
 static const char usage[] =
-    "usage: moat proxy --from NAME [--from NAME ...] --to HOST:PORT --cert FILE --key FILE\n"
-    "                  [options]\n"
+    "usage: moat proxy --from NAME [--from NAME ...] --to HOST:PORT\n"
+    "                  [--cert FILE --key FILE] [options]\n"
     "\n"
     "Serves HTTPS for NAME (\"app.example.com\" or \"*.example.com\") and forwards every\n"
     "request to HOST:PORT; plain HTTP is redirected to HTTPS.\n"
     "\n"
+    "Without --cert and --key the certificate comes from an ACME CA (Let's Encrypt unless\n"
+    "--acme-ca says otherwise). Each NAME must then be an exact name, not a wildcard or an\n"
+    "IP address, whose DNS points at this machine, and the CA must reach it on port 443\n"
+    "(tls-alpn-01) or port 80 (http-01).\n"
+    "\n"
     "  --from NAME        host name to serve; repeat for more names\n"
     "  --to HOST:PORT     backend address (\"[::1]:8080\" for IPv6)\n"
-    "  --cert FILE        PEM certificate chain, leaf first\n"
-    "  --key FILE         PEM private key of the certificate\n"
+    "  --cert FILE        PEM certificate chain, leaf first (with --key)\n"
+    "  --key FILE         PEM private key of the certificate (with --cert)\n"
     "  --https-port N     HTTPS port (default 443; 0 = any free port)\n"
-    "  --http-port N      plain HTTP port for redirects (default 80; 0 = any free port)\n"
-    "  --no-redirect      do not listen for plain HTTP\n"
+    "  --http-port N      plain HTTP port for redirects and http-01 (default 80; 0 = any\n"
+    "                     free port)\n"
+    "  --no-redirect      do not listen for plain HTTP (so no http-01 either)\n"
     "  --bind ADDR        listen on this address only (default: every address)\n"
     "  --workers N        worker threads, 0 to 1024 (default 0 = one per CPU)\n"
     "  --access-log       log every request\n"
     "  --log-level LEVEL  debug, info, warn or error (default info)\n"
+    "\n"
+    "ACME, for certificates without --cert and --key:\n"
+    "  --acme-ca URL      directory URL (default Let's Encrypt; for tests, the staging\n"
+    "                     https://acme-staging-v02.api.letsencrypt.org/directory)\n"
+    "  --acme-ca-root FILE\n"
+    "                     PEM roots to trust for the CA's own HTTPS (default: the system's)\n"
+    "  --email ADDR       contact address for the ACME account\n"
+    "  --eab-kid KID      External Account Binding key id (with --eab-hmac-key)\n"
+    "  --eab-hmac-key KEY External Account Binding HMAC key, base64url (with --eab-kid)\n"
+    "  --challenges LIST  tls-alpn-01, http-01 or both, comma-separated, in order of\n"
+    "                     preference (default tls-alpn-01,http-01)\n"
+    "  --key-type TYPE    certificate key: ec256 or rsa2048 (default ec256)\n"
+    "  --storage DIR      where accounts and certificates are kept (default\n"
+    "                     $XDG_DATA_HOME/moat or ~/.local/share/moat; /var/lib/moat for\n"
+    "                     a service)\n"
+    "\n"
     "  --help             show this text\n"
     "\n"
     "Options also take the form --opt=value.\n";
@@ -171,12 +210,16 @@ static void do_check_required(const struct cli_args *a, struct cfg_errs *e)
     if (a->value[OPT_TO] == NULL) {
         cfg_errs_add(e, "--to", "required");
     }
-    if (a->value[OPT_CERT] == NULL && a->value[OPT_KEY] == NULL) {
-        cfg_errs_add(e, "--cert", "required (with --key) until ACME is configured");
-    } else if (a->value[OPT_KEY] == NULL) {
-        cfg_errs_add(e, "--key", "required with --cert");
-    } else if (a->value[OPT_CERT] == NULL) {
-        cfg_errs_add(e, "--cert", "required with --key");
+    /* Pairs: both or neither. Neither --cert nor --key means ACME. */
+    static const enum cli_opt_id pairs[][2] = {{OPT_CERT, OPT_KEY},
+                                               {OPT_EAB_KID, OPT_EAB_HMAC_KEY}};
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        enum cli_opt_id x = pairs[i][0], y = pairs[i][1];
+        if (a->value[x] != NULL && a->value[y] == NULL) {
+            cfg_errs_add(e, cli_opts[y].name, "required with %s", cli_opts[x].name);
+        } else if (a->value[x] == NULL && a->value[y] != NULL) {
+            cfg_errs_add(e, cli_opts[x].name, "required with %s", cli_opts[y].name);
+        }
     }
 }
 
@@ -329,8 +372,13 @@ static void do_build_cert(struct cfg_site *site, const struct cli_args *a, struc
 
 static void do_build_site(struct cfg *cfg, const struct cli_args *a, struct cfg_errs *e)
 {
-    static const struct cfg_site_where where = {
-        .hosts = "--from", .index_hosts = false, .cert = "--cert", .key = "--key"};
+    bool acme = a->value[OPT_CERT] == NULL;
+    const struct cfg_site_where where = {.hosts = "--from",
+                                         .index_hosts = false,
+                                         .cert = "--cert",
+                                         .key = "--key",
+                                         .acme = acme,
+                                         .cert_hint = "--cert and --key"};
 
     cfg->sites = calloc(1, sizeof(*cfg->sites));
     if (cfg->sites == NULL) {
@@ -353,7 +401,9 @@ static void do_build_site(struct cfg *cfg, const struct cli_args *a, struct cfg_
         }
     }
     do_build_route(site, a, e);
-    do_build_cert(site, a, e);
+    if (!acme) {
+        do_build_cert(site, a, e);
+    }
     if (cfg_check_site(cfg, 0, &where, e) != 0) {
         return;
     }
@@ -368,14 +418,108 @@ static void do_build_site(struct cfg *cfg, const struct cli_args *a, struct cfg_
     }
 }
 
-/* Fills cfg from a when the required options are there. */
+/* A copy of option id's value when check accepts it; NULL when not given or after
+ * reporting. The value is left out of the error line unless echo is set. */
+static char *do_checked_value(const struct cli_args *a, enum cli_opt_id id,
+                              const char *(*check)(const char *), bool echo, struct cfg_errs *e)
+{
+    const char *s = a->value[id];
+
+    if (s == NULL) {
+        return NULL;
+    }
+    const char *why = check(s);
+    if (why != NULL && echo) {
+        do_bad_value(e, id, why, s);
+    } else if (why != NULL) {
+        cfg_errs_add(e, cli_opts[id].name, "%s", why);
+    }
+    if (why != NULL) {
+        return NULL;
+    }
+    char *copy = cfg_strdup(s);
+    if (copy == NULL) {
+        cfg_errs_add(e, cli_opts[id].name, "out of memory");
+    }
+    return copy;
+}
+
+/* The value of option id as an absolute path (against the current directory). */
+static char *do_path_value(const struct cli_args *a, enum cli_opt_id id, const char *what,
+                           struct cfg_errs *e)
+{
+    const char *s = a->value[id];
+
+    if (s == NULL) {
+        return NULL;
+    }
+    if (s[0] == '\0') {
+        do_bad_value(e, id, what, s);
+        return NULL;
+    }
+    char *path = cfg_abs_path(NULL, s);
+    if (path == NULL) {
+        do_bad_value(e, id, "cannot make the path absolute", s);
+    }
+    return path;
+}
+
+/* "tls-alpn-01,http-01": each item goes through the check the JSON list uses. */
+static void do_build_challenges(struct cfg_acme *acme, const char *value, struct cfg_errs *e)
+{
+    char *list = cfg_strdup(value);
+
+    if (list == NULL) {
+        cfg_errs_add(e, "--challenges", "out of memory");
+        return;
+    }
+    acme->n_challenges = 0;
+    for (char *item = list; item != NULL;) {
+        char *comma = strchr(item, ',');
+        if (comma != NULL) {
+            *comma = '\0';
+        }
+        const char *why = cfg_acme_add_challenge(acme, item);
+        if (why != NULL) {
+            do_bad_value(e, OPT_CHALLENGES, why, item);
+        }
+        item = comma != NULL ? comma + 1 : NULL;
+    }
+    free(list);
+}
+
+static void do_build_acme(struct cfg_acme *acme, const struct cli_args *a, struct cfg_errs *e)
+{
+    acme->ca = do_checked_value(a, OPT_ACME_CA, cfg_check_acme_url, true, e);
+    acme->email = do_checked_value(a, OPT_EMAIL, cfg_check_email, true, e);
+    acme->eab_kid = do_checked_value(a, OPT_EAB_KID, cfg_check_eab_kid, true, e);
+    /* A secret, even a mistyped one, stays out of logs. */
+    acme->eab_hmac_key = do_checked_value(a, OPT_EAB_HMAC_KEY, cfg_check_eab_hmac_key, false, e);
+    acme->ca_root = do_path_value(a, OPT_ACME_CA_ROOT, "expected a file path", e);
+    cfg_check_readable(acme->ca_root, "--acme-ca-root", e);
+    acme->storage = do_path_value(a, OPT_STORAGE, "expected a directory path", e);
+    const char *s = a->value[OPT_KEY_TYPE];
+    const char *why = s != NULL ? cfg_check_key_type(s, &acme->key_type) : NULL;
+    if (why != NULL) {
+        do_bad_value(e, OPT_KEY_TYPE, why, s);
+    }
+    if (a->value[OPT_CHALLENGES] != NULL) {
+        do_build_challenges(acme, a->value[OPT_CHALLENGES], e);
+    }
+    if (cfg_acme_fill(acme) != 0) {
+        cfg_errs_add(e, "--storage", "out of memory");
+    }
+}
+
+/* Fills cfg from a; the site only when the options it needs are there. */
 static void do_build(struct cfg *cfg, const struct cli_args *a, struct cfg_errs *e)
 {
     cfg_set_defaults(cfg);
     do_build_scalars(cfg, a, e);
     do_build_listen(cfg, a, e);
-    if (a->n_from > 0 && a->value[OPT_TO] != NULL && a->value[OPT_CERT] != NULL &&
-        a->value[OPT_KEY] != NULL) {
+    do_build_acme(&cfg->acme, a, e);
+    bool cert_pair = (a->value[OPT_CERT] == NULL) == (a->value[OPT_KEY] == NULL);
+    if (a->n_from > 0 && a->value[OPT_TO] != NULL && cert_pair) {
         do_build_site(cfg, a, e);
     }
 }

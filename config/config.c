@@ -7,209 +7,15 @@
  * freed, so callers never see those holes. Only the control thread loads configs; the
  * result is immutable and may then be read from any thread.
  */
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "config_int.h"
+#include "json_int.h"
 
 /* A config file larger than this is a mistake (a log file, a binary), not a config. */
 #define MAX_FILE_SIZE (16u * 1024 * 1024)
-
-/* Loading state; lives on cfg_parse's stack. */
-struct cfg_loader {
-    struct cfg *cfg;      /* being filled; owned by cfg_parse */
-    struct cfg_errs *e;   /* where errors go */
-    const char *base_dir; /* for relative certificate paths, or NULL */
-};
-
-/* JSON helpers. Each reports its own error and returns whether the value was good. */
-
-static void do_key_path(char *out, size_t len, const char *parent, const char *key)
-{
-    /* A path cut short still names the place well enough; truncation is accepted. */
-    int n = parent[0] == '\0' ? snprintf(out, len, "%s", key)
-                              : snprintf(out, len, "%s.%s", parent, key);
-    if (n < 0 || (size_t)n >= len) {
-        out[len - 1] = '\0';
-    }
-}
-
-static void do_index_path(char *out, size_t len, const char *parent, size_t i)
-{
-    int n = snprintf(out, len, "%s[%zu]", parent, i);
-    if (n < 0 || (size_t)n >= len) {
-        out[len - 1] = '\0';
-    }
-}
-
-/* What a JSON value is, for the "got ..." half of an error line. */
-static void do_describe(const cJSON *v, char *out, size_t len)
-{
-    if (cJSON_IsString(v)) {
-        cfg_quote(out, len, v->valuestring);
-    } else if (cJSON_IsNumber(v)) {
-        snprintf(out, len, "%.15g", v->valuedouble);
-    } else if (cJSON_IsBool(v)) {
-        snprintf(out, len, "%s", cJSON_IsTrue(v) ? "true" : "false");
-    } else if (cJSON_IsNull(v)) {
-        snprintf(out, len, "null");
-    } else if (cJSON_IsArray(v)) {
-        snprintf(out, len, "an array");
-    } else {
-        snprintf(out, len, "an object");
-    }
-}
-
-/* "PATH: expected WHAT, got VALUE", or without the "got" part for a missing value. */
-static void do_expected(struct cfg_loader *ld, const char *path, const char *what, const cJSON *v)
-{
-    char got[CFG_QUOTE_MAX];
-
-    if (v == NULL) {
-        cfg_errs_add(ld->e, path, "%s", what);
-        return;
-    }
-    do_describe(v, got, sizeof(got));
-    cfg_errs_add(ld->e, path, "%s, got %s", what, got);
-}
-
-static void do_oom(struct cfg_loader *ld, const char *path)
-{
-    cfg_errs_add(ld->e, path, "out of memory");
-}
-
-/* Reports keys not in the NULL-terminated list, and keys given twice (cJSON keeps both,
- * and a silently ignored second value is a trap). Keys are case-sensitive. */
-static void do_check_keys(struct cfg_loader *ld, const cJSON *obj, const char *path,
-                          const char *const *keys)
-{
-    char known[256] = "";
-    char sub[CFG_PATH_MAX];
-    size_t used = 0;
-
-    for (size_t k = 0; keys[k] != NULL && used < sizeof(known); k++) {
-        int n = snprintf(known + used, sizeof(known) - used, "%s%s", k > 0 ? ", " : "", keys[k]);
-        used += n > 0 ? (size_t)n : 0;
-    }
-    for (const cJSON *c = obj->child; c != NULL; c = c->next) {
-        do_key_path(sub, sizeof(sub), path, c->string);
-        size_t k = 0;
-        while (keys[k] != NULL && strcmp(keys[k], c->string) != 0) {
-            k++;
-        }
-        if (keys[k] == NULL) {
-            cfg_errs_add(ld->e, sub, "unknown key (known keys: %s)", known);
-            continue;
-        }
-        for (const cJSON *p = obj->child; p != c; p = p->next) {
-            if (strcmp(p->string, c->string) == 0) {
-                cfg_errs_add(ld->e, sub, "duplicate key");
-                break;
-            }
-        }
-    }
-}
-
-static const cJSON *do_get(const cJSON *obj, const char *key)
-{
-    return cJSON_GetObjectItemCaseSensitive(obj, key);
-}
-
-/* Whether v is an object; reports "expected an object" when it is not. */
-static bool do_object(struct cfg_loader *ld, const cJSON *v, const char *path,
-                      const char *const *keys)
-{
-    if (!cJSON_IsObject(v)) {
-        do_expected(ld, path, "expected an object", v);
-        return false;
-    }
-    do_check_keys(ld, v, path, keys);
-    return true;
-}
-
-/* The length of array v, or -1 after reporting that it is missing, not an array, or
- * empty when nonempty is set. */
-static int do_array(struct cfg_loader *ld, const cJSON *v, const char *path, bool nonempty)
-{
-    int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
-
-    if (n < 0 || (nonempty && n == 0)) {
-        do_expected(ld, path, nonempty ? "expected a non-empty array" : "expected an array", v);
-        return -1;
-    }
-    return n;
-}
-
-static bool do_get_uint(struct cfg_loader *ld, const cJSON *v, const char *path, uint64_t min,
-                        uint64_t max, uint64_t *out)
-{
-    char what[80];
-    double d = cJSON_IsNumber(v) ? v->valuedouble : -1.0;
-
-    /* The range test comes first so the cast below is defined. */
-    if (d >= (double)min && d <= (double)max && d == (double)(uint64_t)d) {
-        *out = (uint64_t)d;
-        return true;
-    }
-    snprintf(what, sizeof(what), "expected an integer from %llu to %llu", (unsigned long long)min,
-             (unsigned long long)max);
-    do_expected(ld, path, what, v);
-    return false;
-}
-
-static bool do_get_bool(struct cfg_loader *ld, const cJSON *v, const char *path, bool *out)
-{
-    if (!cJSON_IsBool(v)) {
-        do_expected(ld, path, "expected true or false", v);
-        return false;
-    }
-    *out = cJSON_IsTrue(v);
-    return true;
-}
-
-/* A string such as "10s" or a number of seconds; either way more than zero. */
-static bool do_get_duration(struct cfg_loader *ld, const cJSON *v, const char *path, uint64_t *out)
-{
-    uint64_t ms = 0;
-    bool ok = false;
-
-    if (cJSON_IsString(v)) {
-        ok = cfg_parse_duration(v->valuestring, &ms) == 0;
-    } else if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 1e12) {
-        double d = v->valuedouble * 1000;
-        ms = (uint64_t)d;
-        ms += (double)ms < d ? 1 : 0;
-        ok = true;
-    }
-    if (!ok) {
-        do_expected(ld, path, "expected a duration such as \"10s\"", v);
-        return false;
-    }
-    if (ms == 0) {
-        do_expected(ld, path, "expected a duration greater than zero", v);
-        return false;
-    }
-    *out = ms;
-    return true;
-}
-
-/* A copy of string v (non-empty), or NULL after reporting what was expected. */
-static char *do_get_string(struct cfg_loader *ld, const cJSON *v, const char *path,
-                           const char *what)
-{
-    if (!cJSON_IsString(v) || v->valuestring[0] == '\0') {
-        do_expected(ld, path, what, v);
-        return NULL;
-    }
-    char *s = cfg_strdup(v->valuestring);
-    if (s == NULL) {
-        do_oom(ld, path);
-    }
-    return s;
-}
 
 static void do_get_balance(struct cfg_loader *ld, const cJSON *v, const char *path,
                            enum cfg_balance *out)
@@ -221,7 +27,7 @@ static void do_get_balance(struct cfg_loader *ld, const cJSON *v, const char *pa
     } else if (strcmp(s, "least_conn") == 0) {
         *out = CFG_BALANCE_LEAST_CONN;
     } else {
-        do_expected(ld, path, "expected \"round_robin\" or \"least_conn\"", v);
+        cfg_json_expected(ld, path, "expected \"round_robin\" or \"least_conn\"", v);
     }
 }
 
@@ -232,20 +38,20 @@ static void do_load_log(struct cfg_loader *ld, const cJSON *v)
     static const char *const keys[] = {"level", "access", NULL};
     const cJSON *item;
 
-    if (!do_object(ld, v, "log", keys)) {
+    if (!cfg_json_object(ld, v, "log", keys)) {
         return;
     }
-    item = do_get(v, "level");
+    item = cfg_json_get(v, "level");
     if (item != NULL) {
         const char *s = cJSON_IsString(item) ? item->valuestring : NULL;
         if (cfg_parse_log_level(s, &ld->cfg->log_level) != 0) {
-            do_expected(ld, "log.level", "expected \"debug\", \"info\", \"warn\" or \"error\"",
-                        item);
+            cfg_json_expected(ld, "log.level",
+                              "expected \"debug\", \"info\", \"warn\" or \"error\"", item);
         }
     }
-    item = do_get(v, "access");
+    item = cfg_json_get(v, "access");
     if (item != NULL) {
-        do_get_bool(ld, item, "log.access", &ld->cfg->access_log);
+        cfg_json_bool(ld, item, "log.access", &ld->cfg->access_log);
     }
 }
 
@@ -260,14 +66,14 @@ static void do_load_timeouts(struct cfg_loader *ld, const cJSON *v)
                           &t->body_idle,        &t->drain};
     char path[CFG_PATH_MAX];
 
-    if (!do_object(ld, v, "timeouts", keys)) {
+    if (!cfg_json_object(ld, v, "timeouts", keys)) {
         return;
     }
     for (size_t i = 0; keys[i] != NULL; i++) {
-        const cJSON *item = do_get(v, keys[i]);
+        const cJSON *item = cfg_json_get(v, keys[i]);
         if (item != NULL) {
-            do_key_path(path, sizeof(path), "timeouts", keys[i]);
-            do_get_duration(ld, item, path, fields[i]);
+            cfg_json_key_path(path, sizeof(path), "timeouts", keys[i]);
+            cfg_json_duration(ld, item, path, fields[i]);
         }
     }
 }
@@ -284,13 +90,13 @@ static void do_load_limits(struct cfg_loader *ld, const cJSON *v)
     char path[CFG_PATH_MAX];
     uint64_t n;
 
-    if (!do_object(ld, v, "limits", keys)) {
+    if (!cfg_json_object(ld, v, "limits", keys)) {
         return;
     }
     for (size_t i = 0; keys[i] != NULL; i++) {
-        const cJSON *item = do_get(v, keys[i]);
-        do_key_path(path, sizeof(path), "limits", keys[i]);
-        if (item != NULL && do_get_uint(ld, item, path, min[i], max[i], &n)) {
+        const cJSON *item = cfg_json_get(v, keys[i]);
+        cfg_json_key_path(path, sizeof(path), "limits", keys[i]);
+        if (item != NULL && cfg_json_uint(ld, item, path, min[i], max[i], &n)) {
             *fields[i] = (size_t)n;
         }
     }
@@ -301,38 +107,38 @@ static void do_load_tls(struct cfg_loader *ld, const cJSON *v)
     static const char *const keys[] = {"default_sni", "session_tickets", "ticket_rotation", NULL};
     const cJSON *item;
 
-    if (!do_object(ld, v, "tls", keys)) {
+    if (!cfg_json_object(ld, v, "tls", keys)) {
         return;
     }
-    item = do_get(v, "default_sni");
+    item = cfg_json_get(v, "default_sni");
     if (item != NULL) {
         ld->cfg->tls.default_sni =
-            do_get_string(ld, item, "tls.default_sni", "expected a host name");
+            cfg_json_string(ld, item, "tls.default_sni", "expected a host name");
         if (ld->cfg->tls.default_sni != NULL) {
             cfg_lower(ld->cfg->tls.default_sni);
         }
     }
-    item = do_get(v, "session_tickets");
+    item = cfg_json_get(v, "session_tickets");
     if (item != NULL) {
-        do_get_bool(ld, item, "tls.session_tickets", &ld->cfg->tls.session_tickets);
+        cfg_json_bool(ld, item, "tls.session_tickets", &ld->cfg->tls.session_tickets);
     }
-    item = do_get(v, "ticket_rotation");
+    item = cfg_json_get(v, "ticket_rotation");
     if (item != NULL) {
-        do_get_duration(ld, item, "tls.ticket_rotation", &ld->cfg->tls.ticket_rotation_ms);
+        cfg_json_duration(ld, item, "tls.ticket_rotation", &ld->cfg->tls.ticket_rotation_ms);
     }
 }
 
 static void do_load_trusted(struct cfg_loader *ld, const cJSON *v)
 {
     char path[CFG_PATH_MAX];
-    int n = do_array(ld, v, "trusted_proxies", false);
+    int n = cfg_json_array(ld, v, "trusted_proxies", false);
 
     if (n <= 0) {
         return;
     }
     ld->cfg->trusted_proxies = calloc((size_t)n, sizeof(struct cfg_cidr));
     if (ld->cfg->trusted_proxies == NULL) {
-        do_oom(ld, "trusted_proxies");
+        cfg_json_oom(ld, "trusted_proxies");
         return;
     }
     ld->cfg->n_trusted_proxies = (size_t)n;
@@ -341,8 +147,8 @@ static void do_load_trusted(struct cfg_loader *ld, const cJSON *v)
         const char *s = cJSON_IsString(item) ? item->valuestring : NULL;
         const char *why = cfg_check_cidr(s, &ld->cfg->trusted_proxies[i]);
         if (why != NULL) {
-            do_index_path(path, sizeof(path), "trusted_proxies", (size_t)i);
-            do_expected(ld, path, why, item);
+            cfg_json_index_path(path, sizeof(path), "trusted_proxies", (size_t)i);
+            cfg_json_expected(ld, path, why, item);
         }
     }
 }
@@ -353,20 +159,20 @@ static void do_load_listeners(struct cfg_loader *ld, const cJSON *v, const char 
                               size_t *count)
 {
     char sub[CFG_PATH_MAX];
-    int n = v == NULL ? 1 : do_array(ld, v, path, nonempty);
+    int n = v == NULL ? 1 : cfg_json_array(ld, v, path, nonempty);
 
     if (n <= 0) {
         return;
     }
     *list = calloc((size_t)n, sizeof(**list));
     if (*list == NULL) {
-        do_oom(ld, path);
+        cfg_json_oom(ld, path);
         return;
     }
     *count = (size_t)n;
     if (v == NULL) {
         if (cfg_parse_hostport(def, true, &(*list)[0]) != 0) {
-            do_oom(ld, path);
+            cfg_json_oom(ld, path);
         }
         return;
     }
@@ -374,11 +180,11 @@ static void do_load_listeners(struct cfg_loader *ld, const cJSON *v, const char 
     for (int i = 0; i < n; i++, item = item->next) {
         const char *s = cJSON_IsString(item) ? item->valuestring : NULL;
         int rc = cfg_hostport_parse(s, true, &(*list)[i]);
-        do_index_path(sub, sizeof(sub), path, (size_t)i);
+        cfg_json_index_path(sub, sizeof(sub), path, (size_t)i);
         if (rc == -ENOMEM) {
-            do_oom(ld, sub);
+            cfg_json_oom(ld, sub);
         } else if (rc != 0) {
-            do_expected(ld, sub, "expected \"host:port\" or \":port\"", item);
+            cfg_json_expected(ld, sub, "expected \"host:port\" or \":port\"", item);
         }
     }
 }
@@ -425,9 +231,9 @@ static void do_load_listen(struct cfg_loader *ld, const cJSON *v)
     struct cfg *cfg = ld->cfg;
     const cJSON *https = NULL, *http = NULL;
 
-    if (v != NULL && do_object(ld, v, "listen", keys)) {
-        https = do_get(v, "https");
-        http = do_get(v, "http");
+    if (v != NULL && cfg_json_object(ld, v, "listen", keys)) {
+        https = cfg_json_get(v, "https");
+        http = cfg_json_get(v, "http");
     }
     /* An empty http list turns the plain listener off; https cannot be turned off. */
     do_load_listeners(ld, https, "listen.https", ":443", true, &cfg->https_listen,
@@ -442,14 +248,14 @@ static void do_load_upstreams(struct cfg_loader *ld, const cJSON *v, const char 
                               struct cfg_route *r)
 {
     char sub[CFG_PATH_MAX];
-    int n = do_array(ld, v, path, true);
+    int n = cfg_json_array(ld, v, path, true);
 
     if (n <= 0) {
         return;
     }
     r->upstreams = calloc((size_t)n, sizeof(*r->upstreams));
     if (r->upstreams == NULL) {
-        do_oom(ld, path);
+        cfg_json_oom(ld, path);
         return;
     }
     r->n_upstreams = (size_t)n;
@@ -458,8 +264,8 @@ static void do_load_upstreams(struct cfg_loader *ld, const cJSON *v, const char 
         const char *s = cJSON_IsString(item) ? item->valuestring : NULL;
         const char *why = cfg_check_upstream(s, &r->upstreams[i]);
         if (why != NULL) {
-            do_index_path(sub, sizeof(sub), path, (size_t)i);
-            do_expected(ld, sub, why, item);
+            cfg_json_index_path(sub, sizeof(sub), path, (size_t)i);
+            cfg_json_expected(ld, sub, why, item);
         }
     }
 }
@@ -470,24 +276,24 @@ static void do_load_route(struct cfg_loader *ld, const cJSON *v, const char *pat
     static const char *const keys[] = {"path", "upstreams", "balancing", NULL};
     char sub[CFG_PATH_MAX];
 
-    if (!do_object(ld, v, path, keys)) {
+    if (!cfg_json_object(ld, v, path, keys)) {
         return;
     }
-    const cJSON *item = do_get(v, "path");
-    do_key_path(sub, sizeof(sub), path, "path");
+    const cJSON *item = cfg_json_get(v, "path");
+    cfg_json_key_path(sub, sizeof(sub), path, "path");
     if (cJSON_IsString(item) && item->valuestring[0] == '/') {
         r->path_prefix = cfg_strdup(item->valuestring);
         if (r->path_prefix == NULL) {
-            do_oom(ld, sub);
+            cfg_json_oom(ld, sub);
         }
     } else {
-        do_expected(ld, sub, "expected a path starting with \"/\"", item);
+        cfg_json_expected(ld, sub, "expected a path starting with \"/\"", item);
     }
-    do_key_path(sub, sizeof(sub), path, "upstreams");
-    do_load_upstreams(ld, do_get(v, "upstreams"), sub, r);
-    item = do_get(v, "balancing");
+    cfg_json_key_path(sub, sizeof(sub), path, "upstreams");
+    do_load_upstreams(ld, cfg_json_get(v, "upstreams"), sub, r);
+    item = cfg_json_get(v, "balancing");
     if (item != NULL) {
-        do_key_path(sub, sizeof(sub), path, "balancing");
+        cfg_json_key_path(sub, sizeof(sub), path, "balancing");
         do_get_balance(ld, item, sub, &r->balance);
     }
 }
@@ -502,7 +308,7 @@ static void do_load_listed_routes(struct cfg_loader *ld, const cJSON *v, const c
     const cJSON *item = n_listed > 0 ? v->child : NULL;
     for (size_t j = 0; j < n_listed; j++, item = item->next) {
         struct cfg_route *r = &site->routes[j];
-        do_index_path(sub, sizeof(sub), path, j);
+        cfg_json_index_path(sub, sizeof(sub), path, j);
         do_load_route(ld, item, sub, r);
         for (size_t k = 0; r->path_prefix != NULL && k < j; k++) {
             const char *other = site->routes[k].path_prefix;
@@ -522,7 +328,7 @@ static void do_load_shorthand(struct cfg_loader *ld, const cJSON *site_v, const 
     char sub[CFG_PATH_MAX];
     struct cfg_route *r = &site->routes[n_listed];
 
-    do_key_path(sub, sizeof(sub), path, "upstreams");
+    cfg_json_key_path(sub, sizeof(sub), path, "upstreams");
     for (size_t k = 0; k < n_listed; k++) {
         const char *other = site->routes[k].path_prefix;
         if (other != NULL && strcmp(other, "/") == 0) {
@@ -532,12 +338,12 @@ static void do_load_shorthand(struct cfg_loader *ld, const cJSON *site_v, const 
     }
     r->path_prefix = cfg_strdup("/");
     if (r->path_prefix == NULL) {
-        do_oom(ld, sub);
+        cfg_json_oom(ld, sub);
     }
-    do_load_upstreams(ld, do_get(site_v, "upstreams"), sub, r);
-    const cJSON *bal = do_get(site_v, "balancing");
+    do_load_upstreams(ld, cfg_json_get(site_v, "upstreams"), sub, r);
+    const cJSON *bal = cfg_json_get(site_v, "balancing");
     if (bal != NULL) {
-        do_key_path(sub, sizeof(sub), path, "balancing");
+        cfg_json_key_path(sub, sizeof(sub), path, "balancing");
         do_get_balance(ld, bal, sub, &r->balance);
     }
 }
@@ -545,8 +351,8 @@ static void do_load_shorthand(struct cfg_loader *ld, const cJSON *site_v, const 
 static void do_load_site_routes(struct cfg_loader *ld, const cJSON *v, const char *path,
                                 struct cfg_site *site)
 {
-    const cJSON *routes = do_get(v, "routes");
-    const cJSON *ups = do_get(v, "upstreams");
+    const cJSON *routes = cfg_json_get(v, "routes");
+    const cJSON *ups = cfg_json_get(v, "upstreams");
     char sub[CFG_PATH_MAX];
     int n_listed = 0;
 
@@ -555,12 +361,12 @@ static void do_load_site_routes(struct cfg_loader *ld, const cJSON *v, const cha
         return;
     }
     if (routes != NULL) {
-        do_key_path(sub, sizeof(sub), path, "routes");
-        n_listed = do_array(ld, routes, sub, true);
+        cfg_json_key_path(sub, sizeof(sub), path, "routes");
+        n_listed = cfg_json_array(ld, routes, sub, true);
         n_listed = n_listed < 0 ? 0 : n_listed;
     }
-    if (ups == NULL && do_get(v, "balancing") != NULL) {
-        do_key_path(sub, sizeof(sub), path, "balancing");
+    if (ups == NULL && cfg_json_get(v, "balancing") != NULL) {
+        cfg_json_key_path(sub, sizeof(sub), path, "balancing");
         cfg_errs_add(ld->e, sub, "applies only with \"upstreams\"; set it in each route");
     }
     size_t total = (size_t)n_listed + (ups != NULL ? 1 : 0);
@@ -569,11 +375,11 @@ static void do_load_site_routes(struct cfg_loader *ld, const cJSON *v, const cha
     }
     site->routes = calloc(total, sizeof(*site->routes));
     if (site->routes == NULL) {
-        do_oom(ld, path);
+        cfg_json_oom(ld, path);
         return;
     }
     site->n_routes = total;
-    do_key_path(sub, sizeof(sub), path, "routes");
+    cfg_json_key_path(sub, sizeof(sub), path, "routes");
     do_load_listed_routes(ld, routes, sub, site, (size_t)n_listed);
     if (ups != NULL) {
         do_load_shorthand(ld, v, path, site, (size_t)n_listed);
@@ -584,45 +390,29 @@ static void do_load_hosts(struct cfg_loader *ld, const cJSON *v, const char *pat
                           struct cfg_site *site)
 {
     char sub[CFG_PATH_MAX];
-    int n = do_array(ld, v, path, true);
+    int n = cfg_json_array(ld, v, path, true);
 
     if (n <= 0) {
         return;
     }
     site->hosts = calloc((size_t)n, sizeof(*site->hosts));
     if (site->hosts == NULL) {
-        do_oom(ld, path);
+        cfg_json_oom(ld, path);
         return;
     }
     site->n_hosts = (size_t)n;
     const cJSON *item = v->child;
     for (int i = 0; i < n; i++, item = item->next) {
-        do_index_path(sub, sizeof(sub), path, (size_t)i);
+        cfg_json_index_path(sub, sizeof(sub), path, (size_t)i);
         if (!cJSON_IsString(item)) {
-            do_expected(ld, sub, cfg_check_site_host(NULL), item);
+            cfg_json_expected(ld, sub, cfg_check_site_host(NULL), item);
             continue;
         }
         site->hosts[i] = cfg_strdup(item->valuestring);
         if (site->hosts[i] == NULL) {
-            do_oom(ld, sub);
+            cfg_json_oom(ld, sub);
         }
     }
-}
-
-/* One certificate file path, made absolute against the config's directory. */
-static char *do_load_cert_file(struct cfg_loader *ld, const cJSON *v, const char *path)
-{
-    if (!cJSON_IsString(v) || v->valuestring[0] == '\0') {
-        do_expected(ld, path, "expected a file path", v);
-        return NULL;
-    }
-    errno = 0;
-    char *file = cfg_abs_path(ld->base_dir, v->valuestring);
-    if (file == NULL) {
-        cfg_errs_add(ld->e, path, "cannot make the path absolute: %s",
-                     strerror(errno != 0 ? errno : ENOMEM));
-    }
-    return file;
 }
 
 static void do_load_cert(struct cfg_loader *ld, const cJSON *v, const char *path,
@@ -632,20 +422,26 @@ static void do_load_cert(struct cfg_loader *ld, const cJSON *v, const char *path
     static const char expected[] = "expected an object with \"cert\" and \"key\" file paths";
     char sub[CFG_PATH_MAX];
 
-    if (!cJSON_IsObject(v) || do_get(v, "cert") == NULL || do_get(v, "key") == NULL) {
-        do_expected(ld, path, expected, v);
+    /* No "certificate" at all: the certificate comes from ACME. */
+    if (v == NULL) {
+        return;
+    }
+    if (!cJSON_IsObject(v) || cfg_json_get(v, "cert") == NULL || cfg_json_get(v, "key") == NULL) {
+        cfg_json_expected(ld, path, expected, v);
     }
     if (!cJSON_IsObject(v)) {
         return;
     }
-    do_check_keys(ld, v, path, keys);
-    if (do_get(v, "cert") != NULL) {
-        do_key_path(sub, sizeof(sub), path, "cert");
-        site->cert.cert_file = do_load_cert_file(ld, do_get(v, "cert"), sub);
+    cfg_json_check_keys(ld, v, path, keys);
+    if (cfg_json_get(v, "cert") != NULL) {
+        cfg_json_key_path(sub, sizeof(sub), path, "cert");
+        site->cert.cert_file =
+            cfg_json_path(ld, cfg_json_get(v, "cert"), sub, "expected a file path");
     }
-    if (do_get(v, "key") != NULL) {
-        do_key_path(sub, sizeof(sub), path, "key");
-        site->cert.key_file = do_load_cert_file(ld, do_get(v, "key"), sub);
+    if (cfg_json_get(v, "key") != NULL) {
+        cfg_json_key_path(sub, sizeof(sub), path, "key");
+        site->cert.key_file =
+            cfg_json_path(ld, cfg_json_get(v, "key"), sub, "expected a file path");
     }
 }
 
@@ -657,32 +453,37 @@ static void do_load_site(struct cfg_loader *ld, const cJSON *v, size_t i)
     char path[CFG_PATH_MAX], hosts[CFG_PATH_MAX], cert_obj[CFG_PATH_MAX];
     char cert[CFG_PATH_MAX], key[CFG_PATH_MAX];
 
-    do_index_path(path, sizeof(path), "sites", i);
-    if (!do_object(ld, v, path, keys)) {
+    cfg_json_index_path(path, sizeof(path), "sites", i);
+    if (!cfg_json_object(ld, v, path, keys)) {
         return;
     }
-    do_key_path(hosts, sizeof(hosts), path, "hosts");
-    do_load_hosts(ld, do_get(v, "hosts"), hosts, site);
-    do_key_path(cert_obj, sizeof(cert_obj), path, "certificate");
-    do_load_cert(ld, do_get(v, "certificate"), cert_obj, site);
+    cfg_json_key_path(hosts, sizeof(hosts), path, "hosts");
+    do_load_hosts(ld, cfg_json_get(v, "hosts"), hosts, site);
+    cfg_json_key_path(cert_obj, sizeof(cert_obj), path, "certificate");
+    do_load_cert(ld, cfg_json_get(v, "certificate"), cert_obj, site);
     do_load_site_routes(ld, v, path, site);
 
-    do_key_path(cert, sizeof(cert), cert_obj, "cert");
-    do_key_path(key, sizeof(key), cert_obj, "key");
-    struct cfg_site_where where = {.hosts = hosts, .index_hosts = true, .cert = cert, .key = key};
+    cfg_json_key_path(cert, sizeof(cert), cert_obj, "cert");
+    cfg_json_key_path(key, sizeof(key), cert_obj, "key");
+    struct cfg_site_where where = {.hosts = hosts,
+                                   .index_hosts = true,
+                                   .cert = cert,
+                                   .key = key,
+                                   .acme = cfg_json_get(v, "certificate") == NULL,
+                                   .cert_hint = "a \"certificate\""};
     cfg_check_site(ld->cfg, i, &where, ld->e);
 }
 
 static void do_load_sites(struct cfg_loader *ld, const cJSON *v)
 {
-    int n = do_array(ld, v, "sites", true);
+    int n = cfg_json_array(ld, v, "sites", true);
 
     if (n <= 0) {
         return;
     }
     ld->cfg->sites = calloc((size_t)n, sizeof(struct cfg_site));
     if (ld->cfg->sites == NULL) {
-        do_oom(ld, "sites");
+        cfg_json_oom(ld, "sites");
         return;
     }
     ld->cfg->n_sites = (size_t)n;
@@ -717,8 +518,8 @@ static void do_check_default_sni(struct cfg_loader *ld)
 
 static void do_load_root(struct cfg_loader *ld, const cJSON *root)
 {
-    static const char *const keys[] = {"workers", "listen",          "log",   "timeouts", "limits",
-                                       "tls",     "trusted_proxies", "sites", NULL};
+    static const char *const keys[] = {"workers", "listen",          "log",  "timeouts", "limits",
+                                       "tls",     "trusted_proxies", "acme", "sites",    NULL};
     /* Optional sections without a default that depends on other sections. */
     static const char *const sections[] = {"log", "timeouts", "limits", "tls", "trusted_proxies"};
     static void (*const loaders[])(struct cfg_loader *, const cJSON *) = {
@@ -726,21 +527,22 @@ static void do_load_root(struct cfg_loader *ld, const cJSON *root)
     const cJSON *item;
     uint64_t n;
 
-    if (!do_object(ld, root, "", keys)) {
+    if (!cfg_json_object(ld, root, "", keys)) {
         return;
     }
-    item = do_get(root, "workers");
-    if (item != NULL && do_get_uint(ld, item, "workers", 0, CFG_MAX_WORKERS, &n)) {
+    item = cfg_json_get(root, "workers");
+    if (item != NULL && cfg_json_uint(ld, item, "workers", 0, CFG_MAX_WORKERS, &n)) {
         ld->cfg->workers = (unsigned)n;
     }
-    do_load_listen(ld, do_get(root, "listen"));
+    do_load_listen(ld, cfg_json_get(root, "listen"));
     for (size_t i = 0; i < sizeof(loaders) / sizeof(loaders[0]); i++) {
-        item = do_get(root, sections[i]);
+        item = cfg_json_get(root, sections[i]);
         if (item != NULL) {
             loaders[i](ld, item);
         }
     }
-    do_load_sites(ld, do_get(root, "sites"));
+    cfg_load_acme(ld, cfg_json_get(root, "acme"));
+    do_load_sites(ld, cfg_json_get(root, "sites"));
     do_check_default_sni(ld);
 }
 
@@ -927,5 +729,6 @@ void cfg_free(struct cfg *cfg)
         do_free_site(&cfg->sites[i]);
     }
     free(cfg->sites);
+    cfg_acme_dispose(&cfg->acme);
     free(cfg);
 }

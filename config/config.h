@@ -23,6 +23,33 @@ enum cfg_log_level {
     CFG_LOG_ERROR,
 };
 
+enum cfg_challenge {
+    CFG_CHALLENGE_TLS_ALPN_01 = 0,
+    CFG_CHALLENGE_HTTP_01,
+};
+
+enum cfg_key_type {
+    CFG_KEY_EC256 = 0,
+    CFG_KEY_RSA2048,
+};
+
+/* How certificates are obtained for sites without certificate files. Always filled: the
+ * defaults apply when the config has no "acme" block. */
+struct cfg_acme {
+    char *ca;           /* directory URL */
+    char *ca_root;      /* PEM roots for the CA's own HTTPS, or NULL for the system's */
+    char *email;        /* contact, or NULL */
+    char *eab_kid;      /* External Account Binding, both or neither */
+    char *eab_hmac_key; /* base64url, as the CA hands it out */
+    enum cfg_challenge challenges[2]; /* in order of preference */
+    size_t n_challenges;
+    enum cfg_key_type key_type;
+    char *storage;         /* absolute directory */
+    double renew_window;   /* fraction of the lifetime left when renewal starts; 0: automatic */
+    uint64_t retry_initial_ms; /* first retry after a failed order ("retry_initial", 1m) */
+    uint64_t retry_max_ms;     /* the back-off doubles up to this ("retry_max", 6h) */
+};
+
 /* A listen or upstream address as written: host may be a name, an IPv4 literal or an
  * IPv6 literal (without brackets); an empty host on a listener means every address. */
 struct cfg_hostport {
@@ -53,7 +80,7 @@ struct cfg_route {
 struct cfg_site {
     char **hosts; /* lower-case names; "*.example.com" is a one-label wildcard */
     size_t n_hosts;
-    struct cfg_cert_files cert; /* both NULL when the site has no certificate files */
+    struct cfg_cert_files cert; /* both NULL: the certificate comes from ACME */
     struct cfg_route *routes;   /* longest prefix wins; order kept as written */
     size_t n_routes;
 };
@@ -97,6 +124,7 @@ struct cfg {
     size_t n_trusted_proxies;
     struct cfg_site *sites;
     size_t n_sites;
+    struct cfg_acme acme;
 };
 
 /* Parses and validates a JSON document. Returns a new cfg owned by the caller, or NULL
@@ -122,6 +150,10 @@ const char *cfg_cli_usage(void);
 bool cfg_cli_wants_help(int argc, char **argv);
 
 void cfg_free(struct cfg *cfg);
+
+/* The storage directory used when the config names none: $XDG_DATA_HOME/moat, else
+ * ~/.local/share/moat, else /var/lib/moat. malloc'd. */
+char *cfg_acme_default_storage(void);
 
 /* Parses "host:port", "[v6]:port" or ":port" (allow_empty_host). Returns 0 or -1. */
 int cfg_parse_hostport(const char *s, bool allow_empty_host, struct cfg_hostport *out);

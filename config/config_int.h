@@ -1,4 +1,4 @@
-/* config_int.h - what config.c, check.c, duration.c and cli.c share: the error collector, the
+/* config_int.h - what the files of the config module share: the error collector, the
  * value parsers and the checks that both the JSON loader and the CLI run.
  *
  * Checks come in two shapes. Value parsers (cfg_check_*) return NULL when the value is
@@ -63,6 +63,33 @@ const char *cfg_check_upstream(const char *s, struct cfg_hostport *out);
 /* "10.0.0.0/8", "::1/128" or a single address. */
 const char *cfg_check_cidr(const char *s, struct cfg_cidr *out);
 
+/* acme.c: the "acme" values. The JSON loader (cfg_load_acme) and the CLI run the same
+ * checks, so a value means the same thing in both. */
+
+/* The defaults that need no allocation: both challenges, tls-alpn-01 first; ec256;
+ * automatic renewal window. */
+void cfg_acme_set_defaults(struct cfg_acme *a);
+/* Fills ca (Let's Encrypt production) and storage ($XDG_DATA_HOME/moat when
+ * XDG_DATA_HOME is absolute, else $HOME/.local/share/moat when HOME is absolute, else
+ * /var/lib/moat) when they were not given. Returns 0 or -ENOMEM. */
+int cfg_acme_fill(struct cfg_acme *a);
+void cfg_acme_dispose(struct cfg_acme *a);
+/* An http:// or https:// URL with a host (a name or an IP literal) and maybe a port. */
+const char *cfg_check_acme_url(const char *s);
+/* One '@' with text on both sides, no white space or control bytes. */
+const char *cfg_check_email(const char *s);
+const char *cfg_check_eab_kid(const char *s);
+/* base64url, '=' padding allowed, of at least 16 bytes once decoded. The value is a
+ * secret: callers leave it out of error lines. */
+const char *cfg_check_eab_hmac_key(const char *s);
+/* Appends challenge s ("tls-alpn-01" or "http-01") to a->challenges; a challenge listed
+ * twice is refused. */
+const char *cfg_acme_add_challenge(struct cfg_acme *a, const char *s);
+const char *cfg_check_key_type(const char *s, enum cfg_key_type *out);
+/* Whether a certificate for site host (already valid, lower-case) can come from ACME:
+ * NULL when it can, else why not. The one place that decides it. */
+const char *cfg_check_acme_host(const char *host);
+
 /* check.c: checks shared by config.c and cli.c. */
 
 /* How cfg_check_site names a site's parts in error lines. */
@@ -71,15 +98,24 @@ struct cfg_site_where {
     bool index_hosts;  /* append "[i]" to hosts */
     const char *cert;  /* "sites[0].certificate.cert" or "--cert" */
     const char *key;
+    /* The site has no certificate files: its certificate comes from ACME, so every host
+     * must pass cfg_check_acme_host. cert_hint says what would serve the others
+     * ("a \"certificate\"" or "--cert and --key"). */
+    bool acme;
+    const char *cert_hint;
 };
 
-/* Every value that has a default gets it; lists and strings are left alone. */
+/* Every value that has a default gets it, the ACME challenges included; heap lists and
+ * strings are left alone (cfg_acme_fill adds the ACME ones). */
 void cfg_set_defaults(struct cfg *cfg);
 /* Lower-cases and checks the hosts of cfg->sites[i] (NULL entries, already reported by
- * the caller, are skipped), refuses hosts used earlier in this or an earlier site, and
- * checks that the certificate files can be read. Returns the number of errors added. */
+ * the caller, are skipped), refuses hosts used earlier in this or an earlier site and,
+ * for an ACME site, hosts ACME cannot serve, and checks that the certificate files can be
+ * read. Returns the number of errors added. */
 unsigned cfg_check_site(struct cfg *cfg, size_t i, const struct cfg_site_where *where,
                         struct cfg_errs *e);
+/* Reports file (when not NULL) under path if it cannot be read or is a directory. */
+void cfg_check_readable(const char *file, const char *path, struct cfg_errs *e);
 /* Whether two listeners would take the same socket: the same port (not 0) on the same
  * host, or on any host when one of them binds every address. */
 bool cfg_listen_overlap(const struct cfg_hostport *a, const struct cfg_hostport *b);

@@ -13,13 +13,13 @@ static const char *const state_names[] = {"handshake", "idle", "head",  "proxy",
 
 void px_conn_set_state(struct px_conn *c, enum px_conn_state s)
 {
-    if (px_log_enabled(CFG_LOG_DEBUG)) {
-        struct px_logline l;
-        px_log_begin(&l, CFG_LOG_DEBUG, "conn_state");
-        px_log_str(&l, "client", c->peer);
-        px_log_str(&l, "from", state_names[c->state]);
-        px_log_str(&l, "to", state_names[s]);
-        px_log_end(&l);
+    if (log_enabled(CFG_LOG_DEBUG)) {
+        struct log_line l;
+        log_begin(&l, CFG_LOG_DEBUG, "conn_state");
+        log_str(&l, "client", c->peer);
+        log_str(&l, "from", state_names[c->state]);
+        log_str(&l, "to", state_names[s]);
+        log_end(&l);
     }
     c->state = s;
 }
@@ -46,8 +46,8 @@ void px_conn_close(struct px_conn *c, const char *reason)
     if (c->state == PX_CONN_CLOSED) {
         return;
     }
-    if (px_log_enabled(CFG_LOG_DEBUG)) {
-        px_log(CFG_LOG_DEBUG, "conn_close", "%s: %s", c->peer, reason);
+    if (log_enabled(CFG_LOG_DEBUG)) {
+        log_msg(CFG_LOG_DEBUG, "conn_close", "%s: %s", c->peer, reason);
     }
     px_conn_set_state(c, PX_CONN_CLOSED);
     px_req_abort_upstream(c);
@@ -104,7 +104,7 @@ static void do_reject(struct px_listener *l)
     }
     uv_tcp_init(&l->w->loop, t);
     if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)t) == 0) {
-        px_log(CFG_LOG_WARN, "conn_rejected", "connection cap reached (%zu)", l->w->n_conns);
+        log_msg(CFG_LOG_WARN, "conn_rejected", "connection cap reached (%zu)", l->w->n_conns);
     }
     uv_close((uv_handle_t *)t, on_reject_closed);
 }
@@ -298,17 +298,22 @@ static void do_handshake(struct px_conn *c)
         return;
     }
     if (rc != TLS_OK) {
-        struct px_logline l;
-        px_log_begin(&l, CFG_LOG_INFO, "tls_handshake_failed");
-        px_log_str(&l, "client", c->peer);
-        px_log_str(&l, "sni", tls_conn_sni(c->tls));
-        px_log_str(&l, "reason", tls_conn_error(c->tls));
-        px_log_end(&l);
+        struct log_line l;
+        log_begin(&l, CFG_LOG_INFO, "tls_handshake_failed");
+        log_str(&l, "client", c->peer);
+        log_str(&l, "sni", tls_conn_sni(c->tls));
+        log_str(&l, "reason", tls_conn_error(c->tls));
+        log_end(&l);
         c->close_after_flush = true;
         px_conn_stop_reading(c);
         if (c->tcp.write_queue_size == 0) {
             px_conn_close(c, "handshake failed");
         }
+        return;
+    }
+    if (tls_conn_is_challenge(c->tls)) {
+        log_msg(CFG_LOG_DEBUG, "acme_tls_alpn_answered", "%s: %s", c->peer, tls_conn_sni(c->tls));
+        px_conn_finish(c); /* RFC 8737: nothing follows the validation handshake */
         return;
     }
     px_conn_set_state(c, PX_CONN_IDLE);

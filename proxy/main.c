@@ -1,5 +1,6 @@
 /* main.c - the moat command line: run, validate, proxy, version. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proxy_int.h"
@@ -9,6 +10,8 @@ static int do_usage(FILE *out)
     fprintf(out, "usage: moat run -c FILE        run with a JSON config\n"
                  "       moat validate -c FILE   check a config and list every error\n"
                  "       moat proxy --from NAME --to HOST:PORT [options]\n"
+                 "       moat certs list [--storage DIR | -c FILE]\n"
+                 "                               list the certificates obtained with ACME\n"
                  "       moat version\n\n%s",
             cfg_cli_usage());
     return out == stdout ? 0 : 2;
@@ -34,6 +37,40 @@ static struct cfg *do_load(int argc, char **argv, char *err, size_t errlen)
     return cfg_load_file(file, err, errlen);
 }
 
+/* `moat certs list`: the storage of -c FILE, of --storage DIR, or the default one. */
+static int do_certs(int argc, char **argv)
+{
+    static char err[16384];
+    char *storage = NULL;
+    struct cfg *cfg = NULL;
+    if (argc < 3 || strcmp(argv[2], "list") != 0) {
+        fprintf(stderr, "usage: moat certs list [--storage DIR | -c FILE]\n");
+        return 2;
+    }
+    if (argc == 5 && strcmp(argv[3], "--storage") == 0) {
+        storage = strdup(argv[4]);
+    } else if (argc == 5 && (strcmp(argv[3], "-c") == 0 || strcmp(argv[3], "--config") == 0)) {
+        cfg = cfg_load_file(argv[4], err, sizeof(err));
+        if (cfg == NULL) {
+            fprintf(stderr, "%s\n", err);
+            return 2;
+        }
+        storage = strdup(cfg->acme.storage);
+        cfg_free(cfg);
+    } else if (argc == 3) {
+        storage = cfg_acme_default_storage();
+    } else {
+        fprintf(stderr, "usage: moat certs list [--storage DIR | -c FILE]\n");
+        return 2;
+    }
+    int rc = storage != NULL ? acme_certs_list(storage, stdout, err, sizeof(err)) : -1;
+    if (rc != 0) {
+        fprintf(stderr, "moat certs list: %s\n", storage != NULL ? err : "out of memory");
+    }
+    free(storage);
+    return rc == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -43,6 +80,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("moat %s\n", MOAT_VERSION);
         return 0;
+    }
+    if (strcmp(cmd, "certs") == 0) {
+        return do_certs(argc, argv);
     }
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         return do_usage(stdout);

@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "acme.h"
+#include "acme.h"
 #include "config.h"
 #include "http1.h"
 #include "log.h"
@@ -160,6 +162,7 @@ struct px_server {
     struct tls_store *store;
     struct tls_server *tls;
     struct px_router *router;
+    struct acme_mgr *acme; /* NULL when every site has certificate files */
     struct px_worker *workers;
     unsigned n_workers;
     uint16_t https_port; /* for redirects */
@@ -169,21 +172,15 @@ struct px_server {
     uv_timer_t drain_timer;
     uv_async_t worker_done;
     atomic_int workers_running;
-    struct px_dns *dns;
+    struct acme_dns *dns;
     size_t dns_pending; /* names without a first answer yet */
     bool stopping;
 };
 
 int px_server_run(struct cfg *cfg);
 
-/* ---- DNS (control thread) ----------------------------------------------------------- */
+/* ---- DNS (control thread; the lookups themselves are acme_dns_*) -------------------- */
 
-typedef void (*px_dns_cb)(void *arg, int status, const struct sockaddr_storage *addrs,
-                          size_t n, unsigned ttl);
-struct px_dns *px_dns_new(uv_loop_t *loop);
-void px_dns_free(struct px_dns *dns);
-void px_dns_resolve(struct px_dns *dns, const char *host, uint16_t port, px_dns_cb cb,
-                    void *arg);
 void px_resolver_start(struct px_server *srv);
 void px_resolver_stop(struct px_server *srv);
 /* Runs the control loop until every upstream name had a first answer, at most max_ms. */

@@ -4,10 +4,44 @@
 
 #include "conn_int.h"
 
+#define CHALLENGE_PREFIX "/.well-known/acme-challenge/"
+
+/* HTTP-01: the key authorization for a pending token, else 404 (a redirect would only
+ * send the CA to a certificate that does not exist yet). */
+static int do_challenge(struct px_conn *c, const char *token, size_t len)
+{
+    struct px_req *r = &c->req;
+    char ka[512];
+    size_t n = acme_http01_answer(c->w->srv->acme, token, len, ka, sizeof(ka));
+    char buf[1024];
+    size_t out;
+    if (n == 0) {
+        r->status = 404;
+        out = px_http_simple_response(404, NULL, false, buf, sizeof(buf));
+    } else {
+        r->status = 200;
+        int k = snprintf(buf, sizeof(buf), "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                         "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", n, ka);
+        out = k > 0 && (size_t)k < sizeof(buf) ? (size_t)k : 0;
+    }
+    r->resp_started = true;
+    r->bytes_out = out;
+    px_conn_write(c, buf, out);
+    px_req_log_access(c);
+    px_conn_finish(c);
+    llhttp_set_error_reason(&c->parser, "challenge answered");
+    return -1;
+}
+
 int px_req_plain(struct px_conn *c)
 {
     struct px_req *r = &c->req;
     const struct px_head *h = &r->rb->head;
+    size_t plen = strlen(CHALLENGE_PREFIX);
+    if (c->w->srv->acme != NULL && h->target.len > plen &&
+        memcmp(h->raw + h->target.off, CHALLENGE_PREFIX, plen) == 0) {
+        return do_challenge(c, h->raw + h->target.off + plen, h->target.len - plen);
+    }
     uint16_t port = c->w->srv->https_port;
     char location[2048];
     char portpart[8] = "";

@@ -126,21 +126,21 @@ void px_req_log_access(struct px_conn *c)
     if (!c->w->srv->cfg->access_log || r->status == 0 || r->rb == NULL) {
         return;
     }
-    struct px_logline l;
-    px_log_begin(&l, CFG_LOG_INFO, "access");
-    px_log_str(&l, "client", c->peer);
-    px_log_str(&l, "host", r->rb->host);
-    px_log_str(&l, "method", r->rb->method);
-    px_log_str(&l, "path", r->rb->path);
-    px_log_int(&l, "status", r->status);
-    px_log_int(&l, "bytes_in", (int64_t)r->bytes_in);
-    px_log_int(&l, "bytes_out", (int64_t)r->bytes_out);
-    px_log_int(&l, "duration_ms", (int64_t)(uv_now(&c->w->loop) - r->start_ms));
-    px_log_str(&l, "upstream", r->target != NULL ? r->target->label : "");
+    struct log_line l;
+    log_begin(&l, CFG_LOG_INFO, "access");
+    log_str(&l, "client", c->peer);
+    log_str(&l, "host", r->rb->host);
+    log_str(&l, "method", r->rb->method);
+    log_str(&l, "path", r->rb->path);
+    log_int(&l, "status", r->status);
+    log_int(&l, "bytes_in", (int64_t)r->bytes_in);
+    log_int(&l, "bytes_out", (int64_t)r->bytes_out);
+    log_int(&l, "duration_ms", (int64_t)(uv_now(&c->w->loop) - r->start_ms));
+    log_str(&l, "upstream", r->target != NULL ? r->target->label : "");
     if (c->tls != NULL) {
-        px_log_str(&l, "tls", tls_conn_version(c->tls));
+        log_str(&l, "tls", tls_conn_version(c->tls));
     }
-    px_log_end(&l);
+    log_end(&l);
 }
 
 /* Answers with a status of our own and closes, unless a response already started, in
@@ -157,7 +157,7 @@ static void do_fail(struct px_conn *c, int status, const char *why)
         return;
     }
     r->status = status;
-    px_log(CFG_LOG_INFO, "request_failed", "%s %s%s: %d: %s", c->peer,
+    log_msg(CFG_LOG_INFO, "request_failed", "%s %s%s: %d: %s", c->peer,
            r->rb != NULL ? r->rb->host : "", r->rb != NULL ? r->rb->path : "", status, why);
     char buf[512];
     size_t n = px_http_simple_response(status, NULL, false, buf, sizeof(buf));

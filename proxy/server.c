@@ -19,20 +19,43 @@ static int do_load_certificates(struct px_server *srv)
         struct tls_cert *cert = tls_cert_load_pem(s->cert.cert_file, s->cert.key_file, err,
                                                   sizeof(err));
         if (cert == NULL) {
-            px_log(CFG_LOG_ERROR, "certificate_load_failed", "sites[%zu].certificate: %s", i,
+            log_msg(CFG_LOG_ERROR, "certificate_load_failed", "sites[%zu].certificate: %s", i,
                    err);
             return -1;
         }
         for (size_t j = 0; j < s->n_hosts; j++) {
             tls_store_put(srv->store, s->hosts[j], cert);
         }
-        struct px_logline l;
-        px_log_begin(&l, CFG_LOG_INFO, "certificate_loaded");
-        px_log_str(&l, "file", s->cert.cert_file);
-        px_log_int(&l, "names", (int64_t)s->n_hosts);
-        px_log_int(&l, "not_after", tls_cert_not_after(cert));
-        px_log_end(&l);
+        struct log_line l;
+        log_begin(&l, CFG_LOG_INFO, "certificate_loaded");
+        log_str(&l, "file", s->cert.cert_file);
+        log_int(&l, "names", (int64_t)s->n_hosts);
+        log_int(&l, "not_after", tls_cert_not_after(cert));
+        log_end(&l);
         tls_cert_unref(cert);
+    }
+    return 0;
+}
+
+/* Sites without certificate files get theirs from the ACME CA. */
+static int do_setup_acme(struct px_server *srv, char *err, size_t errlen)
+{
+    const struct cfg *cfg = srv->cfg;
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        const struct cfg_site *s = &cfg->sites[i];
+        if (s->cert.cert_file != NULL) {
+            continue;
+        }
+        if (srv->acme == NULL) {
+            srv->acme = acme_mgr_new(srv->loop, &cfg->acme, srv->store, srv->tls, err, errlen);
+            if (srv->acme == NULL) {
+                return -1;
+            }
+        }
+        if (acme_mgr_manage(srv->acme, (const char *const *)s->hosts, s->n_hosts) != 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
     }
     return 0;
 }
@@ -66,7 +89,7 @@ static int do_bind_all(struct px_server *srv, const struct cfg_hostport *hp, boo
             rc = px_worker_listen(w, (struct sockaddr *)&ss, tls);
         }
         if (rc != 0) {
-            px_log(CFG_LOG_ERROR, "listen_failed", "%s:%u: %s", hp->host, hp->port,
+            log_msg(CFG_LOG_ERROR, "listen_failed", "%s:%u: %s", hp->host, hp->port,
                    uv_strerror(rc));
             return -1;
         }
@@ -83,13 +106,13 @@ static int do_bind_all(struct px_server *srv, const struct cfg_hostport *hp, boo
     if (tls && srv->https_port == 0) {
         srv->https_port = do_port(&ss);
     }
-    struct px_logline l;
-    px_log_begin(&l, CFG_LOG_INFO, "listening");
-    px_log_str(&l, "address", name);
-    px_log_int(&l, "port", do_port(&ss));
-    px_log_str(&l, "protocol", tls ? "https" : "http");
-    px_log_int(&l, "workers", srv->n_workers);
-    px_log_end(&l);
+    struct log_line l;
+    log_begin(&l, CFG_LOG_INFO, "listening");
+    log_str(&l, "address", name);
+    log_int(&l, "port", do_port(&ss));
+    log_str(&l, "protocol", tls ? "https" : "http");
+    log_int(&l, "workers", srv->n_workers);
+    log_end(&l);
     return 0;
 }
 
@@ -111,7 +134,7 @@ static int do_listen(struct px_server *srv)
 static void on_drain_timeout(uv_timer_t *t)
 {
     struct px_server *srv = t->data;
-    px_log(CFG_LOG_WARN, "drain_timeout", "closing the connections still open");
+    log_msg(CFG_LOG_WARN, "drain_timeout", "closing the connections still open");
     for (unsigned i = 0; i < srv->n_workers; i++) {
         px_worker_post(&srv->workers[i], PX_MSG_FORCE);
     }
@@ -124,7 +147,7 @@ static void do_stop(struct px_server *srv, const char *why)
         return;
     }
     srv->stopping = true;
-    px_log(CFG_LOG_INFO, "draining", "%s: no new connections, finishing requests in flight "
+    log_msg(CFG_LOG_INFO, "draining", "%s: no new connections, finishing requests in flight "
            "(up to %llu ms)", why, (unsigned long long)srv->cfg->timeouts.drain);
     uv_timer_stop(&srv->ticket_timer);
     for (unsigned i = 0; i < srv->n_workers; i++) {
@@ -143,7 +166,7 @@ static void on_rotate_tickets(uv_timer_t *t)
 {
     struct px_server *srv = t->data;
     tls_server_rotate_tickets(srv->tls);
-    px_log(CFG_LOG_DEBUG, "tickets_rotated", "new session ticket key");
+    log_msg(CFG_LOG_DEBUG, "tickets_rotated", "new session ticket key");
 }
 
 static void on_worker_done(uv_async_t *a)
@@ -158,7 +181,7 @@ static void on_worker_done(uv_async_t *a)
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->worker_done, NULL);
     px_resolver_stop(srv);
-    px_dns_free(srv->dns);
+    acme_dns_free(srv->dns);
     srv->dns = NULL;
 }
 
@@ -223,7 +246,7 @@ static int do_start_workers(struct px_server *srv)
     atomic_init(&srv->workers_running, (int)n);
     for (unsigned i = 0; i < n; i++) {
         if (px_worker_start(&srv->workers[i]) != 0) {
-            px_log(CFG_LOG_ERROR, "thread_failed", "cannot start worker %u", i);
+            log_msg(CFG_LOG_ERROR, "thread_failed", "cannot start worker %u", i);
             abort(); /* earlier workers already run: nothing sane to unwind */
         }
     }
@@ -247,12 +270,15 @@ static int do_setup(struct px_server *srv, char *err, size_t errlen)
     if (srv->tls == NULL) {
         return -1;
     }
+    if (do_setup_acme(srv, err, errlen) != 0) {
+        return -1;
+    }
     srv->router = px_router_new(cfg, srv);
     if (srv->router == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    srv->dns = px_dns_new(srv->loop);
+    srv->dns = acme_dns_new(srv->loop);
     if (srv->dns == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -279,26 +305,29 @@ int px_server_run(struct cfg *cfg)
     memset(&srv, 0, sizeof(srv));
     srv.cfg = cfg;
     srv.loop = uv_default_loop();
-    px_log_set_level(cfg->log_level);
+    log_set_level(cfg->log_level);
     signal(SIGPIPE, SIG_IGN);
     char err[512] = "";
     if (do_setup(&srv, err, sizeof(err)) != 0 || do_start_workers(&srv) != 0) {
         if (err[0] != '\0') {
-            px_log(CFG_LOG_ERROR, "startup_failed", "%s", err);
+            log_msg(CFG_LOG_ERROR, "startup_failed", "%s", err);
         }
         srv.n_workers = 0; /* abandoned workers are already disposed */
         if (srv.router != NULL) {
             srv.stopping = true;
             px_resolver_stop(&srv);
         }
-        px_dns_free(srv.dns);
+        acme_dns_free(srv.dns);
         uv_run(srv.loop, UV_RUN_DEFAULT);
         do_teardown(&srv);
         uv_loop_close(srv.loop);
         return 1;
     }
     do_init_control(&srv);
-    px_log(CFG_LOG_INFO, "ready", "moat %s serving %zu site(s) with %u worker(s)", MOAT_VERSION,
+    if (srv.acme != NULL) {
+        acme_mgr_start(srv.acme);
+    }
+    log_msg(CFG_LOG_INFO, "ready", "moat %s serving %zu site(s) with %u worker(s)", MOAT_VERSION,
            cfg->n_sites, srv.n_workers);
     uv_run(srv.loop, UV_RUN_DEFAULT);
     for (unsigned i = 0; i < srv.n_workers; i++) {
@@ -306,6 +335,6 @@ int px_server_run(struct cfg *cfg)
     }
     do_teardown(&srv);
     int rc = uv_loop_close(srv.loop);
-    px_log(CFG_LOG_INFO, "stopped", "%s", rc == 0 ? "clean exit" : "control loop not empty");
+    log_msg(CFG_LOG_INFO, "stopped", "%s", rc == 0 ? "clean exit" : "control loop not empty");
     return 0;
 }

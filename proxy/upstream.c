@@ -50,8 +50,8 @@ void px_up_close(struct px_upconn *u, const char *reason)
     if (u->state == PX_UP_CLOSED) {
         return;
     }
-    if (px_log_enabled(CFG_LOG_DEBUG)) {
-        px_log(CFG_LOG_DEBUG, "upstream_close", "%s: %s", u->target->label, reason);
+    if (log_enabled(CFG_LOG_DEBUG)) {
+        log_msg(CFG_LOG_DEBUG, "upstream_close", "%s: %s", u->target->label, reason);
     }
     if (u->state == PX_UP_IDLE) {
         do_pool_unlink(u);
@@ -102,7 +102,7 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     if (status < 0) {
-        px_log(CFG_LOG_WARN, "upstream_connect_failed", "%s: %s", u->target->label,
+        log_msg(CFG_LOG_WARN, "upstream_connect_failed", "%s: %s", u->target->label,
                uv_strerror(status));
         if (do_failover(u)) {
             return;
@@ -156,7 +156,7 @@ static struct px_upconn *do_dial(struct px_worker *w, struct px_target *t, unsig
                             on_connect);
     px_addrs_unref(addrs);
     if (rc != 0) {
-        px_log(CFG_LOG_WARN, "upstream_dial_failed", "%s: %s", t->label, uv_strerror(rc));
+        log_msg(CFG_LOG_WARN, "upstream_dial_failed", "%s: %s", t->label, uv_strerror(rc));
         px_up_close(u, "connect failed");
         return NULL;
     }

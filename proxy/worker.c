@@ -44,7 +44,7 @@ static void on_connection(uv_stream_t *s, int status)
 {
     struct px_listener *l = s->data;
     if (status < 0) {
-        px_log(CFG_LOG_WARN, "accept_failed", "%s", uv_strerror(status));
+        log_msg(CFG_LOG_WARN, "accept_failed", "%s", uv_strerror(status));
         return;
     }
     px_conn_accept(l);
@@ -115,7 +115,7 @@ static void do_thread(void *arg)
     uv_run(&w->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&w->loop);
     if (rc != 0) {
-        px_log(CFG_LOG_ERROR, "worker_loop_busy", "worker %u: %s", w->id, uv_strerror(rc));
+        log_msg(CFG_LOG_ERROR, "worker_loop_busy", "worker %u: %s", w->id, uv_strerror(rc));
     }
     atomic_fetch_sub(&w->srv->workers_running, 1);
     uv_async_send(&w->srv->worker_done);

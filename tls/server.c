@@ -18,6 +18,54 @@ static bool do_is_ip_literal(const char *name)
     return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
 }
 
+/* Whether the ClientHello's ALPN list offers acme-tls/1, the mark of a CA validating. */
+static bool do_offers_acme_tls(const SSL_CLIENT_HELLO *hello)
+{
+    const uint8_t *data = NULL;
+    size_t len = 0;
+    if (!SSL_early_callback_ctx_extension_get(
+            hello, TLSEXT_TYPE_application_layer_protocol_negotiation, &data, &len) ||
+        len < 2) {
+        return false;
+    }
+    size_t list = ((size_t)data[0] << 8) | data[1];
+    data += 2;
+    len -= 2;
+    if (list != len) {
+        return false;
+    }
+    while (len > 0) {
+        size_t n = data[0];
+        if (n + 1 > len) {
+            return false;
+        }
+        if (n == 10 && memcmp(data + 1, "acme-tls/1", 10) == 0) {
+            return true;
+        }
+        data += n + 1;
+        len -= n + 1;
+    }
+    return false;
+}
+
+/* A validation handshake for a name with a pending challenge gets the challenge
+ * certificate; returns whether it did. */
+static bool do_select_challenge(const SSL_CLIENT_HELLO *hello, struct tls_server *srv,
+                                struct tls_conn *tc, const char *name)
+{
+    if (name == NULL || !do_offers_acme_tls(hello) || tls_store_count(srv->challenges) == 0) {
+        return false;
+    }
+    struct tls_cert *cert = tls_store_lookup(srv->challenges, name);
+    if (cert == NULL) {
+        return false;
+    }
+    int ok = SSL_set_chain_and_key(hello->ssl, cert->chain, cert->chain_len, cert->key, NULL);
+    tls_cert_unref(cert);
+    tc->challenge = ok != 0;
+    return tc->challenge;
+}
+
 /* Runs on the worker for every ClientHello. The certificate comes from the store, parsed
  * once; the handshake only takes references to its buffers. A miss is remembered and
  * turned into an unrecognized_name alert by on_servername, which may send that alert. */
@@ -29,6 +77,9 @@ static enum ssl_select_cert_result_t on_select_certificate(const SSL_CLIENT_HELL
     const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     if (name != NULL && do_is_ip_literal(name)) {
         name = NULL; /* RFC 6066 forbids addresses in SNI; some clients send them anyway */
+    }
+    if (do_select_challenge(hello, srv, tc, name)) {
+        return ssl_select_cert_success;
     }
     if (name == NULL) {
         name = srv->default_sni;
@@ -63,12 +114,15 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
 static int on_alpn_select(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in,
                           unsigned in_len, void *arg)
 {
-    (void)ssl;
     (void)arg;
-    static const uint8_t ours[] = "\x08http/1.1";
+    struct tls_conn *tc = SSL_get_app_data(ssl);
+    static const uint8_t acme[] = "\x0a" "acme-tls/1";
+    static const uint8_t http[] = "\x08http/1.1";
+    const uint8_t *ours = tc->challenge ? acme : http;
+    size_t ours_len = tc->challenge ? sizeof(acme) - 1 : sizeof(http) - 1;
     uint8_t *sel = NULL;
     uint8_t sel_len = 0;
-    if (SSL_select_next_proto(&sel, &sel_len, ours, sizeof(ours) - 1, in, in_len) !=
+    if (SSL_select_next_proto(&sel, &sel_len, ours, (unsigned)ours_len, in, in_len) !=
         OPENSSL_NPN_NEGOTIATED) {
         return SSL_TLSEXT_ERR_NOACK; /* no common protocol: carry on without ALPN */
     }
@@ -118,7 +172,13 @@ struct tls_server *tls_server_new(struct tls_store *store, const struct tls_serv
         return NULL;
     }
     srv->store = store;
+    srv->challenges = tls_store_new();
     pthread_mutex_init(&srv->tickets_lock, NULL);
+    if (srv->challenges == NULL) {
+        snprintf(err, errlen, "out of memory");
+        tls_server_free(srv);
+        return NULL;
+    }
     if (opts->default_sni != NULL) {
         srv->default_sni = strdup(opts->default_sni);
     }
@@ -142,9 +202,20 @@ void tls_server_free(struct tls_server *srv)
         return;
     }
     SSL_CTX_free(srv->ctx);
+    tls_store_free(srv->challenges);
     OPENSSL_cleanse(&srv->ticket_current, sizeof(srv->ticket_current));
     OPENSSL_cleanse(&srv->ticket_previous, sizeof(srv->ticket_previous));
     pthread_mutex_destroy(&srv->tickets_lock);
     free(srv->default_sni);
     free(srv);
+}
+
+int tls_server_set_challenge(struct tls_server *srv, const char *name, struct tls_cert *cert)
+{
+    return tls_store_put(srv->challenges, name, cert);
+}
+
+void tls_server_clear_challenge(struct tls_server *srv, const char *name)
+{
+    tls_store_remove(srv->challenges, name);
 }

@@ -77,6 +77,12 @@ void tls_server_free(struct tls_server *srv);
  * control thread calls it every ticket_rotation_ms; thread-safe. */
 void tls_server_rotate_tickets(struct tls_server *srv);
 
+/* TLS-ALPN-01 (RFC 8737): while a challenge certificate is set for name, a handshake for
+ * that name whose ALPN offers "acme-tls/1" gets it and the acme-tls/1 protocol. The server
+ * takes its own reference. Thread-safe: the control thread sets, workers read. */
+int tls_server_set_challenge(struct tls_server *srv, const char *name, struct tls_cert *cert);
+void tls_server_clear_challenge(struct tls_server *srv, const char *name);
+
 /* ---- one connection ---------------------------------------------------------------- */
 
 enum tls_status {
@@ -126,6 +132,9 @@ void tls_conn_output_consume(struct tls_conn *tc, size_t n);
 /* After the handshake: the SNI name the client sent (NULL if none), the protocol version
  * ("TLSv1.3"), the cipher name and whether the session was resumed. */
 const char *tls_conn_sni(const struct tls_conn *tc);
+/* Whether the handshake answered an ACME TLS-ALPN-01 validation: nothing else may follow
+ * on that connection, so the caller closes it. */
+bool tls_conn_is_challenge(const struct tls_conn *tc);
 const char *tls_conn_version(const struct tls_conn *tc);
 const char *tls_conn_cipher(const struct tls_conn *tc);
 bool tls_conn_resumed(const struct tls_conn *tc);

@@ -223,6 +223,11 @@ const char *tls_conn_cipher(const struct tls_conn *tc)
     return c != NULL ? SSL_CIPHER_get_name(c) : "";
 }
 
+bool tls_conn_is_challenge(const struct tls_conn *tc)
+{
+    return tc->challenge;
+}
+
 bool tls_conn_resumed(const struct tls_conn *tc)
 {
     return SSL_session_reused(tc->ssl) != 0;

@@ -29,6 +29,7 @@ struct tls_ticket_key {
 struct tls_server {
     SSL_CTX *ctx;
     struct tls_store *store;
+    struct tls_store *challenges; /* TLS-ALPN-01 certificates by name */
     char *default_sni;
     pthread_mutex_t tickets_lock;
     struct tls_ticket_key ticket_current;
@@ -48,6 +49,7 @@ struct tls_conn {
     size_t out_cap;
     const char *error; /* static text */
     bool no_cert;
+    bool challenge; /* serving a TLS-ALPN-01 certificate */
 };
 
 /* Installs the ticket callback and a first key. Returns 0 or -1. */

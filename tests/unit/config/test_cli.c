@@ -145,8 +145,6 @@ static void test_errors(void)
 {
     CHECK_REFUSED(run("--from", "a.test", CERT), "--to: required");
     CHECK_REFUSED(run("--to", "h:1", CERT), "--from: required");
-    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1"),
-                  "--cert: required (with --key) until ACME is configured");
     CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--cert", "fixtures/a.pem"),
                   "--key: required with --cert");
     CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--key", "fixtures/a.key"),
@@ -195,13 +193,12 @@ static void test_errors(void)
     CHECK(cfg_from_cli(0, NULL, err, sizeof(err)) == NULL);
     CHECK(strstr(err, "--from: required") != NULL);
     CHECK(strstr(err, "--to: required") != NULL);
-    CHECK(strstr(err, "--cert: required") != NULL);
+    CHECK(strstr(err, "--cert") == NULL);
 
     /* Every problem at once. */
     CHECK(run("--frm", "x", "--to", "foo", "--workers", "x") == NULL);
     CHECK(strstr(err, "--frm: unknown option") != NULL);
     CHECK(strstr(err, "--from: required") != NULL);
-    CHECK(strstr(err, "--cert: required") != NULL);
     CHECK(strstr(err, "--workers: expected") != NULL);
 
     /* A small buffer is never overrun. */
@@ -209,6 +206,117 @@ static void test_errors(void)
     char *argv[] = {"--to", "foo"};
     CHECK(cfg_from_cli(2, argv, small, sizeof(small)) == NULL);
     CHECK(strlen(small) == 7);
+}
+
+#define HMAC_KEY "yMnKy8zNzs_Q0dLT1NXW19jZ2tvc3d7f4OHi4-Tl5uc="
+
+static void test_acme_good(void)
+{
+    /* Without --cert and --key the site's certificate comes from ACME, with defaults. */
+    setenv("XDG_DATA_HOME", "/xdg", 1);
+    struct cfg *cfg = run("--from", "a.test", "--from", "b.test", "--to", "h:1");
+    CHECK(cfg != NULL);
+    if (cfg == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return;
+    }
+    const struct cfg_site *s = &cfg->sites[0];
+    CHECK(s->cert.cert_file == NULL && s->cert.key_file == NULL);
+    CHECK_STR(cfg->tls.default_sni, "a.test");
+    CHECK_STR(cfg->acme.ca, "https://acme-v02.api.letsencrypt.org/directory");
+    CHECK(cfg->acme.ca_root == NULL && cfg->acme.email == NULL && cfg->acme.eab_kid == NULL);
+    CHECK(cfg->acme.n_challenges == 2);
+    CHECK(cfg->acme.challenges[0] == CFG_CHALLENGE_TLS_ALPN_01);
+    CHECK(cfg->acme.challenges[1] == CFG_CHALLENGE_HTTP_01);
+    CHECK(cfg->acme.key_type == CFG_KEY_EC256);
+    CHECK_STR(cfg->acme.storage, "/xdg/moat");
+    CHECK(cfg->acme.renew_window == 0);
+    cfg_free(cfg);
+
+    /* Every ACME option; relative paths are taken from the current directory. */
+    cfg = run("--from", "a.test", "--to", "h:1", "--acme-ca", "https://localhost:14000/dir",
+              "--acme-ca-root", "fixtures/certs.d/c.pem", "--storage", "state", "--email",
+              "ops@example.com", "--challenges", "http-01", "--eab-kid", "kid-1", "--eab-hmac-key",
+              HMAC_KEY, "--key-type", "rsa2048");
+    CHECK(cfg != NULL);
+    if (cfg == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return;
+    }
+    CHECK_STR(cfg->acme.ca, "https://localhost:14000/dir");
+    CHECK_STR(cfg->acme.ca_root, abs_fixture("certs.d/c.pem"));
+    char want[PATH_MAX + 16];
+    snprintf(want, sizeof(want), "%s/state", cwd);
+    CHECK_STR(cfg->acme.storage, want);
+    CHECK_STR(cfg->acme.email, "ops@example.com");
+    CHECK(cfg->acme.n_challenges == 1);
+    CHECK(cfg->acme.challenges[0] == CFG_CHALLENGE_HTTP_01);
+    CHECK_STR(cfg->acme.eab_kid, "kid-1");
+    CHECK_STR(cfg->acme.eab_hmac_key, HMAC_KEY);
+    CHECK(cfg->acme.key_type == CFG_KEY_RSA2048);
+    cfg_free(cfg);
+
+    cfg = run("--from=a.test", "--to=h:1", "--challenges=http-01,tls-alpn-01", "--storage=/srv/m",
+              "--key-type=ec256");
+    CHECK(cfg != NULL);
+    if (cfg != NULL) {
+        CHECK(cfg->acme.n_challenges == 2);
+        CHECK(cfg->acme.challenges[0] == CFG_CHALLENGE_HTTP_01);
+        CHECK(cfg->acme.challenges[1] == CFG_CHALLENGE_TLS_ALPN_01);
+        CHECK_STR(cfg->acme.storage, "/srv/m");
+        CHECK(cfg->acme.key_type == CFG_KEY_EC256);
+    }
+    cfg_free(cfg);
+
+    /* With --cert and --key the ACME values are still filled (and checked). */
+    cfg = run("--from", "*.b.test", "--to", "h:1", CERT, "--email", "ops@example.com");
+    CHECK(cfg != NULL);
+    if (cfg != NULL) {
+        CHECK_STR(cfg->acme.email, "ops@example.com");
+        CHECK(cfg->acme.storage != NULL && cfg->acme.ca != NULL);
+    }
+    cfg_free(cfg);
+}
+
+static void test_acme_errors(void)
+{
+    CHECK_REFUSED(run("--from", "a.test", "--from", "*.example.com", "--to", "h:1"),
+                  "--from: \"*.example.com\" needs --cert and --key: wildcard names cannot be "
+                  "obtained with tls-alpn-01 or http-01");
+    CHECK_REFUSED(run("--from", "192.0.2.1", "--to", "h:1"),
+                  "--from: \"192.0.2.1\" needs --cert and --key: moat requests ACME "
+                  "certificates for host names only, not IP addresses");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--challenges", "dns-01"),
+                  "--challenges: expected \"tls-alpn-01\" or \"http-01\", got \"dns-01\"");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--challenges", "http-01,dns-01"),
+                  "--challenges: expected \"tls-alpn-01\" or \"http-01\", got \"dns-01\"");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--challenges", "http-01,http-01"),
+                  "--challenges: expected each challenge at most once, got \"http-01\"");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--challenges=http-01,"),
+                  "--challenges: expected \"tls-alpn-01\" or \"http-01\", got \"\"");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--challenges="),
+                  "--challenges: expected \"tls-alpn-01\" or \"http-01\", got \"\"");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--eab-kid", "kid-1"),
+                  "--eab-hmac-key: required with --eab-kid");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--eab-hmac-key", HMAC_KEY),
+                  "--eab-kid: required with --eab-hmac-key");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--key-type", "rsa4096"),
+                  "--key-type: expected \"ec256\" or \"rsa2048\", got \"rsa4096\"");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--acme-ca", "ca.test/dir"),
+                  "--acme-ca: expected an http:// or https:// URL, got \"ca.test/dir\"");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--email", "ops"),
+                  "--email: expected an email address such as \"ops@example.com\", got \"ops\"");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--acme-ca-root", "fixtures/nope.pem"),
+                  "--acme-ca-root: cannot read \"");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--storage="),
+                  "--storage: expected a directory path, got \"\"");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--email", "a@b", "--email", "c@d"),
+                  "--email: given more than once");
+
+    /* The key is a secret: never echoed. */
+    CHECK(run("--from", "a.test", "--to", "h:1", "--eab-kid", "k", "--eab-hmac-key",
+              "SECRETSECRET") == NULL);
+    CHECK_STR(err, "--eab-hmac-key: expected base64url of at least 16 bytes");
 }
 
 static void test_help(void)
@@ -221,8 +329,14 @@ static void test_help(void)
     CHECK_STR(err, cfg_cli_usage());
     CHECK(strncmp(cfg_cli_usage(), "usage: moat proxy", 17) == 0);
     static const char *const documented[] = {
-        "--from",        "--to",   "--cert",    "--key",        "--http-port", "--https-port",
-        "--no-redirect", "--bind", "--workers", "--access-log", "--log-level", "--help"};
+        "--from",         "--to",           "--cert",
+        "--key",          "--http-port",    "--https-port",
+        "--no-redirect",  "--bind",         "--workers",
+        "--access-log",   "--log-level",    "--help",
+        "--acme-ca",      "--acme-ca-root", "--storage",
+        "--email",        "--challenges",   "--eab-kid",
+        "--eab-hmac-key", "--key-type",     "acme-staging-v02.api.letsencrypt.org",
+        "/var/lib/moat"};
     for (size_t i = 0; i < sizeof(documented) / sizeof(documented[0]); i++) {
         CHECK(strstr(cfg_cli_usage(), documented[i]) != NULL);
     }
@@ -240,6 +354,8 @@ int main(void)
     test_equals_form();
     test_default_sni();
     test_errors();
+    test_acme_good();
+    test_acme_errors();
     test_help();
     return check_report();
 }

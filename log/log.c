@@ -12,17 +12,17 @@ static atomic_int min_level = CFG_LOG_INFO;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
-void px_log_set_level(enum cfg_log_level level)
+void log_set_level(enum cfg_log_level level)
 {
     atomic_store(&min_level, (int)level);
 }
 
-int px_log_enabled(enum cfg_log_level level)
+int log_enabled(enum cfg_log_level level)
 {
     return (int)level >= atomic_load_explicit(&min_level, memory_order_relaxed);
 }
 
-static void do_raw(struct px_logline *l, const char *s, size_t n)
+static void do_raw(struct log_line *l, const char *s, size_t n)
 {
     if (l->len + n >= sizeof(l->buf) - 2) {
         n = sizeof(l->buf) - 2 - l->len; /* keep room for "}\n" */
@@ -33,7 +33,7 @@ static void do_raw(struct px_logline *l, const char *s, size_t n)
 
 /* JSON string escaping; control bytes become \u00XX so a hostile header cannot forge
  * a log line. */
-static void do_escaped(struct px_logline *l, const char *s, size_t n)
+static void do_escaped(struct log_line *l, const char *s, size_t n)
 {
     do_raw(l, "\"", 1);
     for (size_t i = 0; i < n; i++) {
@@ -53,17 +53,17 @@ static void do_escaped(struct px_logline *l, const char *s, size_t n)
     do_raw(l, "\"", 1);
 }
 
-static void do_key(struct px_logline *l, const char *key)
+static void do_key(struct log_line *l, const char *key)
 {
     do_raw(l, ",", 1);
     do_escaped(l, key, strlen(key));
     do_raw(l, ":", 1);
 }
 
-void px_log_begin(struct px_logline *l, enum cfg_log_level level, const char *event)
+void log_begin(struct log_line *l, enum cfg_log_level level, const char *event)
 {
     l->len = 0;
-    l->skip = !px_log_enabled(level);
+    l->skip = !log_enabled(level);
     if (l->skip) {
         return;
     }
@@ -83,7 +83,7 @@ void px_log_begin(struct px_logline *l, enum cfg_log_level level, const char *ev
     do_escaped(l, event, strlen(event));
 }
 
-void px_log_strn(struct px_logline *l, const char *key, const char *val, size_t len)
+void log_strn(struct log_line *l, const char *key, const char *val, size_t len)
 {
     if (l->skip) {
         return;
@@ -92,12 +92,12 @@ void px_log_strn(struct px_logline *l, const char *key, const char *val, size_t 
     do_escaped(l, val != NULL ? val : "", val != NULL ? len : 0);
 }
 
-void px_log_str(struct px_logline *l, const char *key, const char *val)
+void log_str(struct log_line *l, const char *key, const char *val)
 {
-    px_log_strn(l, key, val, val != NULL ? strlen(val) : 0);
+    log_strn(l, key, val, val != NULL ? strlen(val) : 0);
 }
 
-void px_log_int(struct px_logline *l, const char *key, int64_t val)
+void log_int(struct log_line *l, const char *key, int64_t val)
 {
     if (l->skip) {
         return;
@@ -108,7 +108,7 @@ void px_log_int(struct px_logline *l, const char *key, int64_t val)
     do_raw(l, num, (size_t)n);
 }
 
-void px_log_end(struct px_logline *l)
+void log_end(struct log_line *l)
 {
     if (l->skip) {
         return;
@@ -120,10 +120,10 @@ void px_log_end(struct px_logline *l)
     (void)rc;
 }
 
-void px_log(enum cfg_log_level level, const char *event, const char *fmt, ...)
+void log_msg(enum cfg_log_level level, const char *event, const char *fmt, ...)
 {
-    struct px_logline l;
-    px_log_begin(&l, level, event);
+    struct log_line l;
+    log_begin(&l, level, event);
     if (l.skip) {
         return;
     }
@@ -132,6 +132,6 @@ void px_log(enum cfg_log_level level, const char *event, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    px_log_str(&l, "msg", msg);
-    px_log_end(&l);
+    log_str(&l, "msg", msg);
+    log_end(&l);
 }

@@ -1,0 +1,62 @@
+/* manager_int.h - the manager's state, shared by mgr.c (the object, challenges) and
+ * manager.c (one site's certificate lifecycle). */
+#ifndef MOAT_ACME_MANAGER_INT_H
+#define MOAT_ACME_MANAGER_INT_H
+
+#include <pthread.h>
+
+#include "client_int.h"
+
+enum acme_site_state {
+    ACME_SITE_IDLE = 0, /* serving, or waiting for a retry or renewal timer */
+    ACME_SITE_WAITING,  /* another instance holds the lock */
+    ACME_SITE_ORDERING,
+};
+
+/* One certificate the manager keeps: its names, what is served, its timers. */
+struct acme_site {
+    struct acme_mgr *mgr;
+    char **names;
+    size_t n_names;
+    struct tls_cert *cert; /* the one installed, or NULL */
+    int64_t not_before;
+    int64_t not_after;
+    uv_timer_t timer;      /* renewal, retry back-off, lock waits */
+    uv_timer_t lock_timer; /* refreshes the storage lock while ordering */
+    enum acme_site_state state;
+    struct acme_order *order;
+    unsigned failures;
+    size_t chal_index;
+    bool locked;
+    uint64_t order_start_ms;
+};
+
+struct acme_http01 {
+    char *token;
+    char *key_authorization;
+    char *name;
+};
+
+struct acme_mgr {
+    uv_loop_t *loop;
+    const struct cfg_acme *cfg;
+    struct tls_store *store;
+    struct tls_server *srv;
+    struct acme_storage *st;
+    struct acme_http *http;
+    struct acme_client *client;
+    char *ca_key;
+    char owner[128]; /* who holds our storage locks: host, pid, random */
+    struct acme_site **sites;
+    size_t n_sites;
+    pthread_mutex_t http01_lock; /* workers read, the control thread writes */
+    struct acme_http01 *http01;
+    size_t n_http01;
+    int closing_handles;
+    bool closing;
+};
+
+void acme_site_start(struct acme_site *s);
+void acme_site_failed(struct acme_site *s, const char *error);
+
+#endif
