@@ -6,8 +6,7 @@
 
 #include "client_int.h"
 
-#define POLL_FIRST_MS 300
-#define POLL_MS 1000
+#define POLL_FIRST_MS 100
 
 static const char *const challenge_names[] = {"tls-alpn-01", "http-01"};
 
@@ -137,7 +136,7 @@ static void on_authz(struct acme_order *o, const struct acme_http_response *res)
     }
     if (status != NULL && strcmp(status, "pending") == 0 && o->polls++ < 120) {
         cJSON_Delete(doc);
-        acme_order_wait(o, acme_retry_after_ms(res, POLL_MS), do_poll);
+        acme_order_wait(o, acme_poll_delay_ms(o, res), do_poll);
         return;
     }
     if (status != NULL && strcmp(status, "invalid") == 0) {

@@ -173,6 +173,16 @@ uint64_t acme_retry_after_ms(const struct acme_http_response *res, uint64_t defa
     return when - now > 3600 ? 3600000 : (uint64_t)(when - now) * 1000;
 }
 
+uint64_t acme_poll_delay_ms(const struct acme_order *o, const struct acme_http_response *res)
+{
+    /* The CA usually settles within a second: ask soon, then back off to once a second. */
+    uint64_t ms = 100;
+    for (int i = 0; i < o->polls && ms < 1000; i++) {
+        ms *= 2;
+    }
+    return acme_retry_after_ms(res, ms > 1000 ? 1000 : ms);
+}
+
 static void on_wait_done(uv_timer_t *t)
 {
     struct acme_order *o = t->data;

@@ -6,7 +6,6 @@
 
 #include "client_int.h"
 
-#define POLL_MS 1000
 
 static void do_poll_order(struct acme_order *o);
 
@@ -46,7 +45,7 @@ static void on_order_state(struct acme_order *o, const struct acme_http_response
                    (strcmp(status, "processing") == 0 || strcmp(status, "ready") == 0);
     cJSON_Delete(doc);
     if (waiting && o->polls++ < 120) {
-        acme_order_wait(o, acme_retry_after_ms(res, POLL_MS), do_poll_order);
+        acme_order_wait(o, acme_poll_delay_ms(o, res), do_poll_order);
         return;
     }
     acme_order_fail(o, "order for %s ended %s", o->names[0], status != NULL ? status : "unreadable");

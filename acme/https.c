@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "acme_int.h"
+#include "log.h"
 
 #define HTTP_MAX_BODY (8u << 20)
 #define HTTP_MAX_HEAD (64u << 10) /* all header names and values together */
@@ -24,8 +25,8 @@
 /* method, "/" when the target starts with '?', the target, host[:port], Content-Type and
  * Content-Length lines (each possibly empty) */
 #define HTTP_REQUEST_HEAD                                                                  \
-    "%s %s%.*s HTTP/1.1\r\nHost: %s\r\nUser-Agent: " HTTP_USER_AGENT "\r\nAccept: */*\r\n" \
-    "%s%sConnection: close\r\n\r\n"
+    "%s %s%.*s HTTP/1.1\r\nHost: %s\r\nUser-Agent: " HTTP_USER_AGENT                         \
+    "\r\nAccept: */*\r\n%s%sConnection: close\r\n\r\n"
 
 enum http_state {
     HTTP_RESOLVING = 0,
@@ -303,7 +304,8 @@ static int do_build_request(struct http_req *r, const char *method, const struct
     const char *path = u->path_len > 0 ? u->path : "/";
     int path_len = u->path_len > 0 ? (int)u->path_len : 1;
     const char *slash = path[0] == '?' ? "/" : "";
-    int head = snprintf(NULL, 0, HTTP_REQUEST_HEAD, method, slash, path_len, path, hostport, ctype, clen);
+    int head = snprintf(NULL, 0, HTTP_REQUEST_HEAD, method, slash, path_len, path, hostport,
+                        ctype, clen);
     if (head < 0 || u->path_len > 65536) {
         return -1;
     }
@@ -311,7 +313,8 @@ static int do_build_request(struct http_req *r, const char *method, const struct
     if (r->out == NULL) {
         return -1;
     }
-    snprintf(r->out, (size_t)head + 1, HTTP_REQUEST_HEAD, method, slash, path_len, path, hostport, ctype, clen);
+    snprintf(r->out, (size_t)head + 1, HTTP_REQUEST_HEAD, method, slash, path_len, path, hostport,
+             ctype, clen);
     if (body_len > 0) {
         memcpy(r->out + head, body, body_len);
     }
@@ -323,6 +326,12 @@ static int do_build_request(struct http_req *r, const char *method, const struct
 
 static void do_set_state(struct http_req *r, enum http_state state)
 {
+    struct log_line l;
+    log_begin(&l, CFG_LOG_DEBUG, "acme_http_state");
+    log_str(&l, "host", r->host);
+    log_str(&l, "from", state_names[r->state]);
+    log_str(&l, "to", state_names[state]);
+    log_end(&l);
     r->state = state;
 }
 
@@ -413,6 +422,9 @@ static void do_finish(struct http_req *r, int error)
 
 static void do_fail(struct http_req *r, int error, const char *fmt, ...)
 {
+    if (r->state == HTTP_DONE) {
+        return; /* the callback ran: its error text stays as it was */
+    }
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(r->error_text, sizeof(r->error_text), fmt, ap);

@@ -28,6 +28,7 @@ struct acme_site {
     unsigned failures;
     size_t chal_index;
     bool locked;
+    int handles; /* open while closing; freed at zero */
     uint64_t order_start_ms;
 };
 

@@ -233,7 +233,7 @@ static void on_site_closed(uv_handle_t *h)
 {
     struct acme_site *s = h->data;
     struct acme_mgr *m = s->mgr;
-    if (h == (uv_handle_t *)&s->lock_timer) {
+    if (--s->handles == 0) {
         do_free_site(s);
     }
     if (--m->closing_handles == 0) {
@@ -260,6 +260,7 @@ void acme_mgr_free(struct acme_mgr *m)
             s->locked = false;
         }
         m->closing_handles += 2;
+        s->handles = 2;
         uv_close((uv_handle_t *)&s->timer, on_site_closed);
         uv_close((uv_handle_t *)&s->lock_timer, on_site_closed);
     }

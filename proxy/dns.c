@@ -32,7 +32,7 @@ static void on_target_resolved(void *arg, int status, const struct sockaddr_stor
     }
     if (status != 0) {
         log_msg(CFG_LOG_WARN, "dns_failed", "%s: no address; retrying in %d s (keeping %s)",
-               t->label, DNS_RETRY_MS / 1000, t->addrs != NULL ? "the last answer" : "none");
+                t->label, DNS_RETRY_MS / 1000, t->addrs != NULL ? "the last answer" : "none");
         uv_timer_start(&t->resolve_timer, on_resolve_timer, DNS_RETRY_MS, 0);
         return;
     }
@@ -89,8 +89,9 @@ void px_resolver_wait(struct px_server *srv, uint64_t max_ms)
     if (srv->dns_pending == 0) {
         return;
     }
-    log_msg(CFG_LOG_INFO, "dns_waiting", "resolving %zu upstream name(s) before serving (up to "
-           "%llu ms)", srv->dns_pending, (unsigned long long)max_ms);
+    log_msg(CFG_LOG_INFO, "dns_waiting",
+            "resolving %zu upstream name(s) before serving (up to %llu ms)", srv->dns_pending,
+            (unsigned long long)max_ms);
     bool expired = false;
     uv_timer_t guard;
     uv_timer_init(srv->loop, &guard);

@@ -183,6 +183,8 @@ static void on_worker_done(uv_async_t *a)
     px_resolver_stop(srv);
     acme_dns_free(srv->dns);
     srv->dns = NULL;
+    acme_mgr_free(srv->acme);
+    srv->acme = NULL;
 }
 
 static void do_init_control(struct px_server *srv)
@@ -318,6 +320,7 @@ int px_server_run(struct cfg *cfg)
             px_resolver_stop(&srv);
         }
         acme_dns_free(srv.dns);
+        acme_mgr_free(srv.acme);
         uv_run(srv.loop, UV_RUN_DEFAULT);
         do_teardown(&srv);
         uv_loop_close(srv.loop);

@@ -109,7 +109,8 @@ class ListenerCA:
 @pytest.fixture(scope="session")
 def pebble_listener_ca(tmp_path_factory):
     if not have_pebble():
-        pytest.skip("pebble not installed (Debian package `pebble`)")
+        pytest.fail("%s / %s not found: install the Debian package `pebble` "
+                    "(deploy/deps.sh does)" % (PEBBLE_BIN, CHALLTESTSRV_BIN))
     return ListenerCA(tmp_path_factory.mktemp("pebble-ca"))
 
 

@@ -7,19 +7,20 @@
  * ports, exits when its stdin closes (so a crashed test leaves nothing behind) and is
  * killed by PID at the end anyway.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <dirent.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "acme_int.h"
 #include "check.h"
+#include "log.h"
 
 static char dir[] = "/tmp/moat-https-test-XXXXXX";
 static pid_t server_pid = -1;
@@ -234,24 +235,24 @@ static unsigned closed_port(void)
 /* ---- running requests ------------------------------------------------------------------- */
 
 struct result {
-    int calls;
-    bool sync; /* the callback ran inside acme_http_request */
-    int error;
-    char error_text[512];
-    int status;
-    char body[256];
+    uint64_t start;
+    uint64_t ms; /* from the request to its callback */
     size_t body_len;
     size_t n_headers;
+    int calls;
+    int error;
+    int status;
+    bool sync;        /* the callback ran inside acme_http_request */
+    bool has_empty;   /* the empty X-Empty header came through */
+    bool lower_names; /* every stored name is lower-case */
+    char error_text[512];
+    char body[256];
     char nonce[64];     /* looked up as "REPLAY-nonce" */
     char location[128]; /* looked up as "location" */
     char got_host[128];
     char got_agent[128];
     char got_type[128];
     char got_length[32];
-    bool has_empty;
-    bool lower_names; /* every stored name is lower-case */
-    uint64_t start;
-    uint64_t ms; /* from the request to its callback */
 };
 
 static bool in_request;
@@ -635,6 +636,7 @@ static void test_free_from_callback(void)
     CHECK(c.h != NULL);
     if (c.h != NULL) {
         struct result other;
+        c.slow.start = uv_hrtime();
         CHECK(acme_http_request(c.h, "GET", url("https", "127.0.0.1", tls_port, "/hello"), NULL,
                                 NULL, 0, 5000, on_free_client, &c) == 0);
         CHECK(start(c.h, "GET", url("https", "127.0.0.1", tls_port, "/slow"), NULL, 5000,
@@ -720,6 +722,9 @@ static void test_dns(void)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    if (getenv("MOAT_TEST_VERBOSE") != NULL) {
+        log_set_level(CFG_LOG_DEBUG);
+    }
     if (!make_certs() || !start_server()) {
         CHECK(!"could not make the certificates or start the Python server");
         stop_server();
