@@ -86,7 +86,13 @@ static int do_answer(struct acme_order *o, cJSON *doc)
                         name);
         return -1;
     }
-    acme_log_step("acme_challenge_ready", o->names[0], o->start_ms, o->client->loop);
+    struct log_line l;
+    log_begin(&l, CFG_LOG_INFO, "acme_challenge_ready");
+    log_str(&l, "name", o->names[0]);
+    log_str(&l, "identifier", name);
+    log_str(&l, "challenge", challenge_names[o->chal_type]);
+    log_int(&l, "elapsed_ms", (int64_t)(uv_now(o->client->loop) - o->start_ms));
+    log_end(&l);
     acme_order_post(o, o->chal_url, "{}", false, on_challenge_posted);
     return 0;
 }

@@ -204,7 +204,7 @@ start_moat() {
                --https-port "$HTTPS_PORT" --http-port "$HTTP_PORT" --bind 127.0.0.1
                --workers 2 --access-log
                --acme-ca "$ACME_DIR" --acme-ca-root "$LISTENER_CA"
-               --storage "$TMP/storage" --challenges tls-alpn-01,http-01)
+               --storage "$TMP/storage" --challenges "tls-alpn-01,http-01")
     echo "\$ ${cmd[*]#"$repo/"}"
     "${cmd[@]}" >"$TMP/moat.log" 2>&1 &
     MOAT_PID=$!
@@ -226,12 +226,13 @@ wait_certificate() {
             while IFS= read -r line; do
                 [[ $line == *'"acme_'* ]] && echo "  $line"
                 if [[ $line == *'"acme_certificate_stored"'* ]]; then
-                    echo "certificate for $NAME obtained in $((SECONDS - start)) s"
+                    [[ $line =~ \"elapsed_ms\":([0-9]+) ]] &&
+                        echo "certificate for $NAME obtained and stored in ${BASH_REMATCH[1]} ms"
                     return 0
                 fi
                 if [[ $line == *'"acme_failed"'* ]]; then
                     show_log "pebble log" "$TMP/pebble/pebble.log"
-                    die "moat logged acme_failed (line above)"
+                    die "moat could not obtain the certificate: $line"
                 fi
             done < <(sed -n "$((shown + 1)),${total}p" "$TMP/moat.log")
             shown=$total

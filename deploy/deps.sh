@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what moat needs to build, test and benchmark, from Debian bookworm packages.
 #
-# usage: deploy/deps.sh            build + test dependencies
+# usage: deploy/deps.sh            build + test dependencies (what `make check` and `make demo` use)
 #        deploy/deps.sh bench      the same plus the benchmark tools (nginx, wrk, ...)
 #        deploy/deps.sh build      build dependencies only
 #        deploy/deps.sh test       test dependencies only
@@ -14,6 +14,7 @@ set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libuv1-dev android-libboringssl-dev node-llhttp
             libc-ares-dev libcjson-dev)
+# pebble (the ACME test CA, with pebble-challtestsrv) serves both the e2e tests and `make demo`.
 test_pkgs=(python3 python3-pytest curl openssl ca-certificates pebble procps)
 # The reference harness (shared/bench/run.sh) also uses gcc, python3, openssl (above),
 # taskset/setsid/unshare (util-linux) and ss (iproute2).
