@@ -66,6 +66,25 @@ void acme_mgr_start(struct acme_mgr *m);
  * (the loop must run afterwards). */
 void acme_mgr_free(struct acme_mgr *m);
 
+/* ---- on-demand TLS ------------------------------------------------------------------- */
+
+typedef void (*acme_obtain_cb)(void *arg, int status, const char *why);
+
+/* Turns on obtaining certificates at the first handshake for names that pass od's
+ * checks (allow patterns, the ask URL, back-off after failures, the rate limit). od must
+ * outlive the manager. */
+void acme_mgr_enable_on_demand(struct acme_mgr *m, const struct cfg_on_demand *od);
+
+/* Makes a certificate for name present in the store: already there, loaded from storage
+ * (another instance may have stored it), or ordered. cb runs once on the control loop,
+ * possibly before this returns: status 0 (the store has it now) or negative with why
+ * (refused, failed, backing off). Many calls for one name share one order. */
+void acme_mgr_obtain(struct acme_mgr *m, const char *name, acme_obtain_cb cb, void *arg);
+
+/* Installs a challenge that another instance sharing storage is answering for name, so
+ * this instance can answer the CA too. Blocking (a small file read): control thread. */
+void acme_mgr_load_challenge(struct acme_mgr *m, const char *name);
+
 /* The key authorization for an HTTP-01 token, written into out. Returns its length, or 0
  * when no challenge with that token is pending. Thread-safe: workers call it. */
 size_t acme_http01_answer(struct acme_mgr *m, const char *token, size_t token_len, char *out,

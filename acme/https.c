@@ -164,7 +164,6 @@ static void do_free_headers(struct http_req *r)
 
 struct http_url {
     bool tls;
-    bool port_given;
     uint16_t port;
     char host[256];
     const char *path; /* into the URL: path and query, without the fragment */
@@ -232,7 +231,6 @@ static int do_parse_authority(const char *p, const char *end, struct http_url *u
         if (*p != ':' || do_parse_port(p + 1, end, &u->port) != 0) {
             return -1;
         }
-        u->port_given = true;
     }
     return 0;
 }

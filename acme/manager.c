@@ -75,10 +75,15 @@ static void do_install(struct acme_site *s, struct tls_cert *cert, int64_t nb, i
     for (size_t i = 0; i < s->n_names; i++) {
         tls_store_put(s->mgr->store, s->names[i], cert);
     }
+    bool fresh_entry = s->cert == NULL;
     tls_cert_unref(s->cert);
     s->cert = cert; /* the site keeps the reference it was given */
     s->not_before = nb;
     s->not_after = na;
+    if (s->on_demand && fresh_entry) {
+        acme_od_installed(s);
+    }
+    acme_site_notify(s, 0, NULL);
 }
 
 /* Reads the stored pair. Returns 0 with *out set, -ENOENT when absent, -EINVAL when the
@@ -231,6 +236,9 @@ static void on_order_done(void *arg, int status, const char *error, const char *
 {
     struct acme_site *s = arg;
     s->order = NULL;
+    if (s->on_demand) {
+        acme_od_order_done(s);
+    }
     int64_t nb = 0;
     int64_t na = 0;
     char why[256] = "";
@@ -275,6 +283,8 @@ void acme_site_failed(struct acme_site *s, const char *error)
     log_str(&l, "serving", s->cert != NULL ? "the current certificate" : "nothing yet");
     log_end(&l);
     s->state = ACME_SITE_IDLE;
+    s->retry_at = (int64_t)time(NULL) + (int64_t)(delay / 1000);
+    acme_site_notify(s, -1, error);
     do_schedule(s, delay);
 }
 
@@ -298,7 +308,7 @@ static bool do_take_stored(struct acme_site *s)
 static void do_order(struct acme_site *s)
 {
     struct acme_mgr *m = s->mgr;
-    if (s->state == ACME_SITE_ORDERING || m->closing) {
+    if (s->state == ACME_SITE_ORDERING || s->state == ACME_SITE_QUEUED || m->closing) {
         return;
     }
     int rc = acme_storage_lock(m->st, s->names[0], m->owner, LOCK_STALE_S);
@@ -325,6 +335,10 @@ static void do_order(struct acme_site *s)
         do_schedule_renewal(s);
         return;
     }
+    if (s->on_demand && !acme_od_may_order(s)) {
+        do_unlock(s); /* queued: the lock is taken again when a slot frees */
+        return;
+    }
     s->state = ACME_SITE_ORDERING;
     s->order_start_ms = uv_now(m->loop);
     uv_timer_start(&s->lock_timer, on_lock_refresh, LOCK_REFRESH_MS, LOCK_REFRESH_MS);
@@ -336,12 +350,26 @@ static void do_order(struct acme_site *s)
     }
 }
 
+void acme_site_order(struct acme_site *s)
+{
+    if (s->state == ACME_SITE_QUEUED) {
+        s->state = ACME_SITE_IDLE;
+    }
+    do_order(s);
+}
+
 void acme_site_start(struct acme_site *s)
 {
     struct tls_cert *cert = NULL;
     int64_t nb = 0;
     int64_t na = 0;
-    if (do_read_stored(s, &cert, &nb, &na) == 0) {
+    if (do_read_stored(s, &cert, &nb, &na) == 0 && na <= (int64_t)time(NULL)) {
+        log_msg(CFG_LOG_INFO, "acme_certificate_expired", "%s: the stored certificate expired; "
+                "ordering a new one", s->names[0]);
+        tls_cert_unref(cert);
+        cert = NULL;
+    }
+    if (cert != NULL) {
         do_install(s, cert, nb, na);
         log_msg(CFG_LOG_INFO, "acme_certificate_loaded", "%s: from storage, valid until %lld",
                 s->names[0], (long long)na);

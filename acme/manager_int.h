@@ -11,6 +11,14 @@ enum acme_site_state {
     ACME_SITE_IDLE = 0, /* serving, or waiting for a retry or renewal timer */
     ACME_SITE_WAITING,  /* another instance holds the lock */
     ACME_SITE_ORDERING,
+    ACME_SITE_QUEUED,   /* on-demand, waiting for a free order slot */
+};
+
+/* A handshake (through the proxy) waiting for an on-demand certificate. */
+struct acme_waiter {
+    acme_obtain_cb cb;
+    void *arg;
+    struct acme_waiter *next;
 };
 
 /* One certificate the manager keeps: its names, what is served, its timers. */
@@ -30,7 +38,17 @@ struct acme_site {
     bool locked;
     int handles; /* open while closing; freed at zero */
     uint64_t order_start_ms;
+    /* on-demand only */
+    bool on_demand;
+    struct acme_waiter *waiters;
+    int64_t retry_at;          /* seconds: before it, a handshake fails at once */
+    struct acme_site *od_next; /* in the on-demand table's bucket, or the order queue */
+    struct acme_site *queue_next;
 };
+
+#define ACME_OD_BUCKETS 4096
+
+struct acme_ask;
 
 struct acme_http01 {
     char *token;
@@ -55,7 +73,26 @@ struct acme_mgr {
     size_t n_http01;
     int closing_handles;
     bool closing;
+    /* on-demand */
+    const struct cfg_on_demand *od;
+    struct acme_site **od_table; /* name -> site, ACME_OD_BUCKETS buckets */
+    size_t od_count;
+    size_t od_cached;            /* on-demand certificates in the store */
+    unsigned od_ordering;
+    struct acme_site *od_queue;  /* waiting for a slot, oldest first */
+    struct acme_ask *asks;       /* the ask answers remembered, and those in flight */
+    uint64_t *od_order_times;    /* ring of recent order starts, for the rate limit */
+    size_t od_order_next;
 };
+
+/* ondemand.c */
+void acme_site_notify(struct acme_site *s, int status, const char *why);
+bool acme_od_may_order(struct acme_site *s);
+void acme_od_order_done(struct acme_site *s);
+void acme_od_installed(struct acme_site *s);
+void acme_od_free(struct acme_mgr *m);
+struct acme_site *acme_site_new(struct acme_mgr *m, const char *const *names, size_t n);
+void acme_site_order(struct acme_site *s);
 
 void acme_site_start(struct acme_site *s);
 void acme_site_failed(struct acme_site *s, const char *error);

@@ -59,11 +59,10 @@ static int do_add_http01(struct acme_mgr *m, const char *name, const char *token
     return 0;
 }
 
-static int on_present(void *arg, enum cfg_challenge type, const char *name, const char *token,
-                      const char *ka)
+/* Makes the answer reachable here: the HTTP-01 table or a TLS-ALPN-01 certificate. */
+static int do_install_answer(struct acme_mgr *m, enum cfg_challenge type, const char *name,
+                             const char *token, const char *ka)
 {
-    struct acme_mgr *m = arg;
-    do_write_challenge(m, type, name, token, ka);
     if (type == CFG_CHALLENGE_HTTP_01) {
         return do_add_http01(m, name, token, ka);
     }
@@ -76,6 +75,14 @@ static int on_present(void *arg, enum cfg_challenge type, const char *name, cons
     int rc = tls_server_set_challenge(m->srv, name, cert);
     tls_cert_unref(cert);
     return rc;
+}
+
+static int on_present(void *arg, enum cfg_challenge type, const char *name, const char *token,
+                      const char *ka)
+{
+    struct acme_mgr *m = arg;
+    do_write_challenge(m, type, name, token, ka);
+    return do_install_answer(m, type, name, token, ka);
 }
 
 static void on_cleanup(void *arg, enum cfg_challenge type, const char *name, const char *token)
@@ -123,6 +130,35 @@ size_t acme_http01_answer(struct acme_mgr *m, const char *token, size_t token_le
     }
     pthread_mutex_unlock(&m->http01_lock);
     return n;
+}
+
+void acme_mgr_load_challenge(struct acme_mgr *m, const char *name)
+{
+    char path[1024];
+    char *text = NULL;
+    size_t len = 0;
+    if (acme_storage_challenge_path(name, path, sizeof(path)) != 0 ||
+        acme_storage_read(m->st, path, &text, &len) != 0) {
+        return;
+    }
+    cJSON *doc = cJSON_ParseWithLength(text, len);
+    free(text);
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "type"));
+    const char *token = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "token"));
+    const char *ka = cJSON_GetStringValue(
+        cJSON_GetObjectItemCaseSensitive(doc, "key_authorization"));
+    char answer[512];
+    if (type != NULL && token != NULL && ka != NULL) {
+        bool http = strcmp(type, challenge_names[CFG_CHALLENGE_HTTP_01]) == 0;
+        if (!http || acme_http01_answer(m, token, strlen(token), answer, sizeof(answer)) == 0) {
+            /* Not ours: written by the instance that ordered it, which cleans it up. */
+            do_install_answer(m, http ? CFG_CHALLENGE_HTTP_01 : CFG_CHALLENGE_TLS_ALPN_01, name,
+                              token, ka);
+            log_msg(CFG_LOG_INFO, "acme_challenge_shared", "%s: answering the %s challenge "
+                    "another instance stored", name, type);
+        }
+    }
+    cJSON_Delete(doc);
 }
 
 /* ---- the manager ------------------------------------------------------------------------ */
@@ -173,16 +209,17 @@ struct acme_mgr *acme_mgr_new(uv_loop_t *loop, const struct cfg_acme *cfg,
     return m;
 }
 
-int acme_mgr_manage(struct acme_mgr *m, const char *const *names, size_t n)
+struct acme_site *acme_site_new(struct acme_mgr *m, const char *const *names, size_t n)
 {
-    struct acme_site *s = calloc(1, sizeof(*s));
     struct acme_site **grown = realloc(m->sites, (m->n_sites + 1) * sizeof(*grown));
-    if (grown != NULL) {
-        m->sites = grown;
+    if (grown == NULL) {
+        return NULL;
     }
-    if (s == NULL || grown == NULL || (s->names = calloc(n, sizeof(*s->names))) == NULL) {
+    m->sites = grown;
+    struct acme_site *s = calloc(1, sizeof(*s));
+    if (s == NULL || (s->names = calloc(n, sizeof(*s->names))) == NULL) {
         free(s);
-        return -ENOMEM;
+        return NULL;
     }
     s->mgr = m;
     for (size_t i = 0; i < n; i++) {
@@ -194,7 +231,13 @@ int acme_mgr_manage(struct acme_mgr *m, const char *const *names, size_t n)
     s->timer.data = s;
     s->lock_timer.data = s;
     m->sites[m->n_sites++] = s;
-    return s->n_names == n ? 0 : -ENOMEM;
+    return s;
+}
+
+int acme_mgr_manage(struct acme_mgr *m, const char *const *names, size_t n)
+{
+    struct acme_site *s = acme_site_new(m, names, n);
+    return s != NULL && s->n_names == n ? 0 : -ENOMEM;
 }
 
 void acme_mgr_start(struct acme_mgr *m)
@@ -247,12 +290,16 @@ void acme_mgr_free(struct acme_mgr *m)
         return;
     }
     m->closing = true;
+    for (size_t i = 0; i < m->n_sites; i++) {
+        acme_site_notify(m->sites[i], -ECANCELED, "shutting down");
+    }
     acme_client_free(m->client); /* cancels orders: their challenges are withdrawn */
     m->client = NULL;
     if (m->http != NULL) {
-        acme_http_free(m->http);
+        acme_http_free(m->http); /* an ask in flight answers its waiters: refused */
         m->http = NULL;
     }
+    acme_od_free(m);
     for (size_t i = 0; i < m->n_sites; i++) {
         struct acme_site *s = m->sites[i];
         if (s->locked) {

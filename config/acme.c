@@ -253,11 +253,22 @@ const char *cfg_check_key_type(const char *s, enum cfg_key_type *out)
 }
 
 /* tls-alpn-01 and http-01 prove control of one name by answering on it, so a wildcard,
- * which needs dns-01, cannot be served. On-demand TLS will relax the wildcard rule here,
- * and only here. IP identifiers (RFC 8738) are left out until moat supports them. */
-const char *cfg_check_acme_host(const char *host)
+ * which needs dns-01, cannot be served. On demand, a wildcard or "*" site host is no
+ * certificate name but a pattern: each name under it gets its own certificate at its
+ * first handshake. "*" lets any name pointed at the server through, so it needs the ask
+ * URL to say no. The host has passed cfg_check_site_host, or is "*", which cfg_check_site
+ * lets through for on-demand sites only. IP identifiers (RFC 8738) are left out until
+ * moat supports them. */
+const char *cfg_check_acme_host(const char *host, const struct cfg_on_demand *od)
 {
-    if (strncmp(host, "*.", 2) == 0) {
+    bool on_demand = od != NULL && od->enabled;
+
+    if (strcmp(host, "*") == 0) {
+        return on_demand && od->ask != NULL
+                   ? NULL
+                   : "without it any name pointed at this server would get a certificate";
+    }
+    if (strncmp(host, "*.", 2) == 0 && !on_demand) {
         return "wildcard names cannot be obtained with tls-alpn-01 or http-01";
     }
     if (cfg_ip_family(host) != 0) {

@@ -200,6 +200,7 @@ void cfg_set_defaults(struct cfg *cfg)
     cfg->tls.session_tickets = true;
     cfg->tls.ticket_rotation_ms = MS_PER_S * 60 * 60 * 12;
     cfg_acme_set_defaults(&cfg->acme);
+    cfg_on_demand_set_defaults(&cfg->on_demand);
 }
 
 bool cfg_listen_overlap(const struct cfg_hostport *a, const struct cfg_hostport *b)
@@ -279,14 +280,21 @@ unsigned cfg_check_site(struct cfg *cfg, size_t i, const struct cfg_site_where *
         }
         cfg_lower(site->hosts[h]);
         cfg_quote(q, sizeof(q), site->hosts[h]);
-        const char *why = cfg_check_site_host(site->hosts[h]);
+        /* The catch-all names no certificate, so it is a host only where certificates
+         * are ordered on demand; cfg_check_acme_host decides the rest. */
+        bool any = strcmp(site->hosts[h], "*") == 0;
+        const char *why = any && where->acme && cfg->on_demand.enabled
+                              ? NULL
+                              : cfg_check_site_host(site->hosts[h]);
         if (why != NULL) {
             cfg_errs_add(e, path, "%s, got %s", why, q);
             continue;
         }
-        why = where->acme ? cfg_check_acme_host(site->hosts[h]) : NULL;
+        why = where->acme ? cfg_check_acme_host(site->hosts[h], &cfg->on_demand) : NULL;
         if (why != NULL) {
-            cfg_errs_add(e, path, "%s needs %s: %s", q, where->cert_hint, why);
+            /* No certificate file can serve "*"; only the ask URL makes it safe. */
+            cfg_errs_add(e, path, "%s needs %s: %s", q, any ? where->ask_hint : where->cert_hint,
+                         why);
         }
         do_check_host_unique(cfg, i, h, path, e);
     }
@@ -299,6 +307,10 @@ bool cfg_host_match(const char *pattern, const char *name)
 {
     if (pattern == NULL || name == NULL) {
         return false;
+    }
+    /* The catch-all of on-demand sites. */
+    if (strcmp(pattern, "*") == 0) {
+        return name[0] != '\0';
     }
     /* Patterns are lower-case after loading, but a name from a Host header may not be;
      * DNS names compare without case, so accept either rather than rely on callers. */

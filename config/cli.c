@@ -1,8 +1,9 @@
 /* cli.c - the zero-config form: `moat proxy --from NAME --to HOST:PORT [options]`.
  *
  * The command line becomes the same struct cfg a JSON file would give (one site, one
- * route "/", the "acme" values), and goes through the same checks (cfg_check_site and
- * the cfg_check_* value checks), with errors named by option instead of key path.
+ * route "/", the "acme" and "on_demand" values), and goes through the same checks
+ * (cfg_check_site and the cfg_check_* value checks), with errors named by option instead
+ * of key path.
  * Options take "--opt value" or "--opt=value"; every problem is reported, not just the
  * first.
  *
@@ -37,6 +38,9 @@ enum cli_opt_id {
     OPT_EAB_KID,
     OPT_EAB_HMAC_KEY,
     OPT_KEY_TYPE,
+    OPT_ON_DEMAND,
+    OPT_ASK,
+    OPT_ON_DEMAND_TIMEOUT,
     OPT_COUNT,
 };
 
@@ -65,6 +69,9 @@ static const struct cli_opt cli_opts[OPT_COUNT] = {
     [OPT_EAB_KID] = {"--eab-kid", true},
     [OPT_EAB_HMAC_KEY] = {"--eab-hmac-key", true},
     [OPT_KEY_TYPE] = {"--key-type", true},
+    [OPT_ON_DEMAND] = {"--on-demand", false},
+    [OPT_ASK] = {"--ask", true},
+    [OPT_ON_DEMAND_TIMEOUT] = {"--on-demand-timeout", true},
 };
 
 /* What the command line said. Strings point into argv, which outlives the call. */
@@ -84,8 +91,8 @@ static const char usage[] =
     "\n"
     "Without --cert and --key the certificate comes from an ACME CA (Let's Encrypt unless\n"
     "--acme-ca says otherwise). Each NAME must then be an exact name, not a wildcard or an\n"
-    "IP address, whose DNS points at this machine, and the CA must reach it on port 443\n"
-    "(tls-alpn-01) or port 80 (http-01).\n"
+    "IP address (but see --on-demand), whose DNS points at this machine, and the CA must\n"
+    "reach it on port 443 (tls-alpn-01) or port 80 (http-01).\n"
     "\n"
     "  --from NAME        host name to serve; repeat for more names\n"
     "  --to HOST:PORT     backend address (\"[::1]:8080\" for IPv6)\n"
@@ -114,6 +121,15 @@ static const char usage[] =
     "  --storage DIR      where accounts and certificates are kept (default\n"
     "                     $XDG_DATA_HOME/moat or ~/.local/share/moat; /var/lib/moat for\n"
     "                     a service)\n"
+    "\n"
+    "On-demand TLS, certificates ordered at the first handshake for each name:\n"
+    "  --on-demand        a NAME may also be a wildcard (\"*.example.com\") or \"*\" (any\n"
+    "                     name; needs --ask); each NAME but \"*\" is also a name pattern\n"
+    "                     allowed to get a certificate. Not with --cert and --key.\n"
+    "  --ask URL          for other names, moat asks GET URL?domain=NAME first; only a\n"
+    "                     2xx answer lets the name get a certificate\n"
+    "  --on-demand-timeout DURATION\n"
+    "                     how long a handshake waits for its certificate (default 60s)\n"
     "\n"
     "  --help             show this text\n"
     "\n"
@@ -370,15 +386,41 @@ static void do_build_cert(struct cfg_site *site, const struct cli_args *a, struc
     }
 }
 
+/* With --on-demand every NAME but "*" is also an allow pattern, so names under a wildcard
+ * NAME need no --ask; "*" would allow everything and is left to --ask. The hosts have
+ * passed cfg_check_site. */
+static void do_build_allow(struct cfg *cfg, const struct cfg_site *site, struct cfg_errs *e)
+{
+    struct cfg_on_demand *od = &cfg->on_demand;
+
+    od->allow = calloc(site->n_hosts, sizeof(*od->allow));
+    if (od->allow == NULL) {
+        cfg_errs_add(e, "--from", "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < site->n_hosts; i++) {
+        if (strcmp(site->hosts[i], "*") == 0) {
+            continue;
+        }
+        const char *why = cfg_on_demand_add_allow(od, site->hosts[i]);
+        if (why != NULL) {
+            do_bad_value(e, OPT_FROM, why, site->hosts[i]);
+        }
+    }
+}
+
 static void do_build_site(struct cfg *cfg, const struct cli_args *a, struct cfg_errs *e)
 {
-    bool acme = a->value[OPT_CERT] == NULL;
+    /* With --on-demand the site is an ACME site even when --cert was given (and refused),
+     * so its hosts are checked as they will be once --cert goes. */
+    bool acme = a->value[OPT_CERT] == NULL || cfg->on_demand.enabled;
     const struct cfg_site_where where = {.hosts = "--from",
                                          .index_hosts = false,
                                          .cert = "--cert",
                                          .key = "--key",
                                          .acme = acme,
-                                         .cert_hint = "--cert and --key"};
+                                         .cert_hint = "--cert and --key",
+                                         .ask_hint = "--ask"};
 
     cfg->sites = calloc(1, sizeof(*cfg->sites));
     if (cfg->sites == NULL) {
@@ -406,6 +448,9 @@ static void do_build_site(struct cfg *cfg, const struct cli_args *a, struct cfg_
     }
     if (cfg_check_site(cfg, 0, &where, e) != 0) {
         return;
+    }
+    if (cfg->on_demand.enabled) {
+        do_build_allow(cfg, site, e);
     }
     /* Clients without SNI get the first exact name; a wildcard names no one host. */
     for (size_t i = 0; i < site->n_hosts && cfg->tls.default_sni == NULL; i++) {
@@ -511,6 +556,36 @@ static void do_build_acme(struct cfg_acme *acme, const struct cli_args *a, struc
     }
 }
 
+/* --on-demand and the options that only mean something with it. */
+static void do_build_on_demand(struct cfg_on_demand *od, const struct cli_args *a,
+                               struct cfg_errs *e)
+{
+    static const enum cli_opt_id only_with[] = {OPT_ASK, OPT_ON_DEMAND_TIMEOUT};
+    static const enum cli_opt_id not_with[] = {OPT_CERT, OPT_KEY};
+
+    if (!a->flag[OPT_ON_DEMAND]) {
+        for (size_t i = 0; i < sizeof(only_with) / sizeof(only_with[0]); i++) {
+            if (a->value[only_with[i]] != NULL) {
+                cfg_errs_add(e, cli_opts[only_with[i]].name, "only with --on-demand");
+            }
+        }
+        return;
+    }
+    od->enabled = true;
+    for (size_t i = 0; i < sizeof(not_with) / sizeof(not_with[0]); i++) {
+        if (a->value[not_with[i]] != NULL) {
+            cfg_errs_add(e, cli_opts[not_with[i]].name,
+                         "not with --on-demand, whose certificates come from ACME");
+        }
+    }
+    od->ask = do_checked_value(a, OPT_ASK, cfg_check_ask_url, true, e);
+    const char *s = a->value[OPT_ON_DEMAND_TIMEOUT];
+    const char *why = s != NULL ? cfg_check_duration(s, false, &od->timeout_ms) : NULL;
+    if (why != NULL) {
+        do_bad_value(e, OPT_ON_DEMAND_TIMEOUT, why, s);
+    }
+}
+
 /* Fills cfg from a; the site only when the options it needs are there. */
 static void do_build(struct cfg *cfg, const struct cli_args *a, struct cfg_errs *e)
 {
@@ -518,6 +593,7 @@ static void do_build(struct cfg *cfg, const struct cli_args *a, struct cfg_errs 
     do_build_scalars(cfg, a, e);
     do_build_listen(cfg, a, e);
     do_build_acme(&cfg->acme, a, e);
+    do_build_on_demand(&cfg->on_demand, a, e);
     bool cert_pair = (a->value[OPT_CERT] == NULL) == (a->value[OPT_KEY] == NULL);
     if (a->n_from > 0 && a->value[OPT_TO] != NULL && cert_pair) {
         do_build_site(cfg, a, e);

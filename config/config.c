@@ -470,7 +470,8 @@ static void do_load_site(struct cfg_loader *ld, const cJSON *v, size_t i)
                                    .cert = cert,
                                    .key = key,
                                    .acme = cfg_json_get(v, "certificate") == NULL,
-                                   .cert_hint = "a \"certificate\""};
+                                   .cert_hint = "a \"certificate\"",
+                                   .ask_hint = "on_demand.ask"};
     cfg_check_site(ld->cfg, i, &where, ld->e);
 }
 
@@ -518,8 +519,9 @@ static void do_check_default_sni(struct cfg_loader *ld)
 
 static void do_load_root(struct cfg_loader *ld, const cJSON *root)
 {
-    static const char *const keys[] = {"workers", "listen",          "log",  "timeouts", "limits",
-                                       "tls",     "trusted_proxies", "acme", "sites",    NULL};
+    static const char *const keys[] = {"workers", "listen",          "log",  "timeouts",  "limits",
+                                       "tls",     "trusted_proxies", "acme", "on_demand", "sites",
+                                       NULL};
     /* Optional sections without a default that depends on other sections. */
     static const char *const sections[] = {"log", "timeouts", "limits", "tls", "trusted_proxies"};
     static void (*const loaders[])(struct cfg_loader *, const cJSON *) = {
@@ -542,6 +544,7 @@ static void do_load_root(struct cfg_loader *ld, const cJSON *root)
         }
     }
     cfg_load_acme(ld, cfg_json_get(root, "acme"));
+    cfg_load_on_demand(ld, cfg_json_get(root, "on_demand"));
     do_load_sites(ld, cfg_json_get(root, "sites"));
     do_check_default_sni(ld);
 }
@@ -730,5 +733,6 @@ void cfg_free(struct cfg *cfg)
     }
     free(cfg->sites);
     cfg_acme_dispose(&cfg->acme);
+    cfg_on_demand_dispose(&cfg->on_demand);
     free(cfg);
 }

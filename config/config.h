@@ -50,6 +50,20 @@ struct cfg_acme {
     uint64_t retry_max_ms;     /* the back-off doubles up to this ("retry_max", 6h) */
 };
 
+/* Certificates obtained during the first handshake for a name (on-demand TLS). */
+struct cfg_on_demand {
+    bool enabled;
+    char **allow;              /* name patterns ("*.example.com" one label, or exact) */
+    size_t n_allow;
+    char *ask;                 /* URL asked GET ?domain=NAME; 2xx allows; or NULL */
+    uint64_t timeout_ms;       /* a handshake waits at most this ("timeout", 60s) */
+    uint64_t ask_cache_ms;     /* how long an ask answer is remembered ("ask_cache", 1m) */
+    unsigned concurrency;      /* orders in parallel ("concurrency", 8) */
+    size_t cache_size;         /* certificates held in memory ("cache_size", 1000) */
+    unsigned rate_orders;      /* at most this many new orders ... ("rate_limit.orders", 60) */
+    uint64_t rate_per_ms;      /* ... per this period ("rate_limit.per", 1m) */
+};
+
 /* A listen or upstream address as written: host may be a name, an IPv4 literal or an
  * IPv6 literal (without brackets); an empty host on a listener means every address. */
 struct cfg_hostport {
@@ -125,6 +139,7 @@ struct cfg {
     struct cfg_site *sites;
     size_t n_sites;
     struct cfg_acme acme;
+    struct cfg_on_demand on_demand;
 };
 
 /* Parses and validates a JSON document. Returns a new cfg owned by the caller, or NULL
@@ -166,7 +181,8 @@ int cfg_parse_duration(const char *s, uint64_t *ms);
  * An IPv4-mapped IPv6 address matches IPv4 networks. */
 bool cfg_cidr_match(const struct cfg_cidr *nets, size_t n, int family, const uint8_t *addr);
 
-/* Whether name (lower-case) matches pattern: exact, or "*.suffix" for exactly one label. */
+/* Whether name (lower-case) matches pattern: exact, "*.suffix" for exactly one label, or
+ * "*" (the catch-all host of on-demand sites) for any non-empty name. */
 bool cfg_host_match(const char *pattern, const char *name);
 
 #endif

@@ -54,8 +54,11 @@ int cfg_ip_family(const char *s);
 /* A host to connect to or bind: a DNS name (underscores allowed, as container names
  * have them), or an IPv4 or bare IPv6 literal. */
 bool cfg_valid_endpoint_host(const char *s);
-/* A site host: a name, "*." followed by a name, or an IP literal. Lower-case expected. */
+/* A site host: a name, "*." followed by a name, or an IP literal. Lower-case expected.
+ * The catch-all "*" is not one; cfg_check_site takes it for on-demand sites only. */
 const char *cfg_check_site_host(const char *s);
+/* A duration as cfg_parse_duration reads it, into out; zero only when zero_ok. */
+const char *cfg_check_duration(const char *s, bool zero_ok, uint64_t *out);
 /* cfg_parse_hostport, telling a bad value (-1) from a failed allocation (-ENOMEM). */
 int cfg_hostport_parse(const char *s, bool allow_empty_host, struct cfg_hostport *out);
 /* "host:port" with a port of 1..65535; out->host is allocated on success. */
@@ -87,8 +90,22 @@ const char *cfg_check_eab_hmac_key(const char *s);
 const char *cfg_acme_add_challenge(struct cfg_acme *a, const char *s);
 const char *cfg_check_key_type(const char *s, enum cfg_key_type *out);
 /* Whether a certificate for site host (already valid, lower-case) can come from ACME:
- * NULL when it can, else why not. The one place that decides it. */
-const char *cfg_check_acme_host(const char *host);
+ * NULL when it can, else why not. The one place that decides it. od (may be NULL) says
+ * whether names are ordered on demand, which lets wildcards and "*" through. */
+const char *cfg_check_acme_host(const char *host, const struct cfg_on_demand *od);
+
+/* on_demand.c: the "on_demand" values, shared by the JSON loader and the CLI. */
+
+/* Every default: disabled, no allow patterns, no ask URL, the numbers in config.h. */
+void cfg_on_demand_set_defaults(struct cfg_on_demand *od);
+void cfg_on_demand_dispose(struct cfg_on_demand *od);
+/* The ask URL: what cfg_check_acme_url accepts, without a fragment, after which the
+ * "?domain=NAME" moat appends would never reach the server. */
+const char *cfg_check_ask_url(const char *s);
+/* Appends a lower-cased copy of pattern ("example.com" or "*.example.com", no IP
+ * address) to od->allow, which the caller made large enough; a pattern listed twice is
+ * refused. NULL when added, else what was expected. */
+const char *cfg_on_demand_add_allow(struct cfg_on_demand *od, const char *pattern);
 
 /* check.c: checks shared by config.c and cli.c. */
 
@@ -100,9 +117,11 @@ struct cfg_site_where {
     const char *key;
     /* The site has no certificate files: its certificate comes from ACME, so every host
      * must pass cfg_check_acme_host. cert_hint says what would serve the others
-     * ("a \"certificate\"" or "--cert and --key"). */
+     * ("a \"certificate\"" or "--cert and --key"), ask_hint what "*" needs
+     * ("on_demand.ask" or "--ask"). */
     bool acme;
     const char *cert_hint;
+    const char *ask_hint;
 };
 
 /* Every value that has a default gets it, the ACME challenges included; heap lists and
@@ -110,8 +129,8 @@ struct cfg_site_where {
 void cfg_set_defaults(struct cfg *cfg);
 /* Lower-cases and checks the hosts of cfg->sites[i] (NULL entries, already reported by
  * the caller, are skipped), refuses hosts used earlier in this or an earlier site and,
- * for an ACME site, hosts ACME cannot serve, and checks that the certificate files can be
- * read. Returns the number of errors added. */
+ * for an ACME site, hosts ACME cannot serve (by cfg->on_demand, so set that first), and
+ * checks that the certificate files can be read. Returns the number of errors added. */
 unsigned cfg_check_site(struct cfg *cfg, size_t i, const struct cfg_site_where *where,
                         struct cfg_errs *e);
 /* Reports file (when not NULL) under path if it cannot be read or is a directory. */

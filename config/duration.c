@@ -107,6 +107,20 @@ int cfg_parse_duration(const char *s, uint64_t *ms)
     return 0;
 }
 
+const char *cfg_check_duration(const char *s, bool zero_ok, uint64_t *out)
+{
+    uint64_t ms;
+
+    if (cfg_parse_duration(s, &ms) != 0) {
+        return "expected a duration such as \"10s\"";
+    }
+    if (ms == 0 && !zero_ok) {
+        return "expected a duration greater than zero";
+    }
+    *out = ms;
+    return NULL;
+}
+
 int cfg_parse_log_level(const char *s, enum cfg_log_level *out)
 {
     static const char *const names[] = {"debug", "info", "warn", "error"};

@@ -152,30 +152,40 @@ bool cfg_json_bool(struct cfg_loader *ld, const cJSON *v, const char *path, bool
     return true;
 }
 
-/* A string such as "10s" or a number of seconds; either way more than zero. */
-bool cfg_json_duration(struct cfg_loader *ld, const cJSON *v, const char *path, uint64_t *out)
+/* A string such as "10s" or a number of seconds; more than zero unless zero_ok. */
+static bool do_duration(struct cfg_loader *ld, const cJSON *v, const char *path, bool zero_ok,
+                        uint64_t *out)
 {
     uint64_t ms = 0;
-    bool ok = false;
+    const char *why = NULL;
 
     if (cJSON_IsString(v)) {
-        ok = cfg_parse_duration(v->valuestring, &ms) == 0;
+        why = cfg_check_duration(v->valuestring, zero_ok, &ms);
     } else if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 1e12) {
         double d = v->valuedouble * 1000;
         ms = (uint64_t)d;
         ms += (double)ms < d ? 1 : 0;
-        ok = true;
+        why = ms == 0 && !zero_ok ? "expected a duration greater than zero" : NULL;
+    } else {
+        why = "expected a duration such as \"10s\"";
     }
-    if (!ok) {
-        cfg_json_expected(ld, path, "expected a duration such as \"10s\"", v);
-        return false;
-    }
-    if (ms == 0) {
-        cfg_json_expected(ld, path, "expected a duration greater than zero", v);
+    if (why != NULL) {
+        cfg_json_expected(ld, path, why, v);
         return false;
     }
     *out = ms;
     return true;
+}
+
+bool cfg_json_duration(struct cfg_loader *ld, const cJSON *v, const char *path, uint64_t *out)
+{
+    return do_duration(ld, v, path, false, out);
+}
+
+bool cfg_json_duration_or_zero(struct cfg_loader *ld, const cJSON *v, const char *path,
+                               uint64_t *out)
+{
+    return do_duration(ld, v, path, true, out);
 }
 
 /* A copy of string v (non-empty), or NULL after reporting what was expected. */

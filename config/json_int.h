@@ -44,6 +44,9 @@ bool cfg_json_uint(struct cfg_loader *ld, const cJSON *v, const char *path, uint
 bool cfg_json_bool(struct cfg_loader *ld, const cJSON *v, const char *path, bool *out);
 /* A string such as "10s" or a number of seconds; either way more than zero. */
 bool cfg_json_duration(struct cfg_loader *ld, const cJSON *v, const char *path, uint64_t *out);
+/* The same, where zero ("0s") is allowed too. */
+bool cfg_json_duration_or_zero(struct cfg_loader *ld, const cJSON *v, const char *path,
+                               uint64_t *out);
 /* A copy of string v (non-empty), or NULL after reporting what was expected. */
 char *cfg_json_string(struct cfg_loader *ld, const cJSON *v, const char *path, const char *what);
 /* A file or directory path made absolute against the config's directory, or NULL after
@@ -54,5 +57,9 @@ char *cfg_json_path(struct cfg_loader *ld, const cJSON *v, const char *path, con
 /* acme.c: the "acme" section; v is NULL when the config has none. Always leaves
  * ld->cfg->acme complete, defaults included. */
 void cfg_load_acme(struct cfg_loader *ld, const cJSON *v);
+
+/* on_demand.c: the "on_demand" section; v is NULL when the config has none, which
+ * leaves it disabled. Runs before the sites, whose hosts depend on it. */
+void cfg_load_on_demand(struct cfg_loader *ld, const cJSON *v);
 
 #endif

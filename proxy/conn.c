@@ -50,6 +50,10 @@ void px_conn_close(struct px_conn *c, const char *reason)
         log_msg(CFG_LOG_DEBUG, "conn_close", "%s: %s", c->peer, reason);
     }
     px_conn_set_state(c, PX_CONN_CLOSED);
+    if (c->ask != NULL) {
+        c->ask->conn = NULL; /* the answer finds nobody and is dropped */
+        c->ask = NULL;
+    }
     px_req_abort_upstream(c);
     struct px_worker *w = c->w;
     if (c->prev != NULL) {
@@ -148,6 +152,7 @@ void px_conn_accept(struct px_listener *l)
             px_conn_close(c, "out of memory");
             return;
         }
+        tls_conn_set_user(c->tls, c);
         c->state = PX_CONN_HANDSHAKE;
         px_conn_arm_timer(c, cfg->timeouts.tls_handshake);
     } else {
@@ -290,11 +295,35 @@ void px_conn_write(struct px_conn *c, const char *p, size_t n)
     px_conn_send_tls_output(c);
 }
 
+/* The handshake waits for the control thread: nothing is read meanwhile (a read would
+ * re-enter the paused handshake), and the wait has its own deadline. */
+static void do_pause_handshake(struct px_conn *c)
+{
+    px_conn_stop_reading(c);
+    const struct px_ask *a = c->ask;
+    if (a == NULL) {
+        px_conn_close(c, "handshake paused without a question");
+        return;
+    }
+    if (a->kind == PX_ASK_CERT) {
+        struct log_line l;
+        log_begin(&l, CFG_LOG_INFO, "on_demand_wait");
+        log_str(&l, "name", a->name);
+        log_str(&l, "client", c->peer);
+        log_end(&l);
+        px_conn_arm_timer(c, c->w->srv->cfg->on_demand.timeout_ms);
+    }
+}
+
 static void do_handshake(struct px_conn *c)
 {
     int rc = tls_conn_handshake(c->tls);
     px_conn_send_tls_output(c);
     if (rc == TLS_WANT_READ || c->state == PX_CONN_CLOSED) {
+        return;
+    }
+    if (rc == TLS_PENDING) {
+        do_pause_handshake(c);
         return;
     }
     if (rc != TLS_OK) {
@@ -380,6 +409,14 @@ void px_conn_on_timer(uv_timer_t *t)
     struct px_conn *c = t->data;
     switch (c->state) {
     case PX_CONN_HANDSHAKE:
+        if (c->ask != NULL && c->ask->kind == PX_ASK_CERT) {
+            struct log_line l;
+            log_begin(&l, CFG_LOG_WARN, "on_demand_timeout");
+            log_str(&l, "name", c->ask->name);
+            log_str(&l, "client", c->peer);
+            log_int(&l, "waited_ms", (int64_t)(uv_now(&c->w->loop) - c->ask->start_ms));
+            log_end(&l);
+        }
         px_conn_close(c, "TLS handshake timeout");
         break;
     case PX_CONN_IDLE:
@@ -392,4 +429,39 @@ void px_conn_on_timer(uv_timer_t *t)
         px_req_on_timer(c);
         break;
     }
+}
+
+static void do_log_answer(struct px_conn *c, const struct px_ask *a)
+{
+    struct log_line l;
+    if (a->status == 0) {
+        log_begin(&l, CFG_LOG_INFO, "on_demand_ready");
+    } else {
+        log_begin(&l, CFG_LOG_INFO, "on_demand_failed");
+    }
+    log_str(&l, "name", a->name);
+    log_str(&l, "client", c->peer);
+    log_int(&l, "waited_ms", (int64_t)c->tls_wait_ms);
+    if (a->status != 0) {
+        log_str(&l, "error", a->why);
+    }
+    log_end(&l);
+}
+
+void px_conn_on_answer(struct px_conn *c, const struct px_ask *a)
+{
+    if (c->state == PX_CONN_CLOSED) {
+        return;
+    }
+    if (a->kind == PX_ASK_HTTP_CHALLENGE) {
+        px_req_plain_answered(c);
+        return;
+    }
+    c->tls_wait_ms = uv_now(&c->w->loop) - a->start_ms;
+    if (a->kind == PX_ASK_CERT) {
+        do_log_answer(c, a);
+    }
+    px_conn_arm_timer(c, c->w->srv->cfg->timeouts.tls_handshake);
+    px_conn_resume_reading(c);
+    do_handshake(c); /* the certificate is in the store now, or the name is refused */
 }

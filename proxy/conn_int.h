@@ -26,6 +26,9 @@ void px_req_release(struct px_conn *c);
 void px_req_settings(llhttp_settings_t *s);
 void px_req_log_access(struct px_conn *c);
 
+/* redirect.c: the control thread looked for a stored HTTP-01 answer. */
+void px_req_plain_answered(struct px_conn *c);
+
 /* worker.c */
 void px_worker_conn_gone(struct px_worker *w);
 struct px_reqbuf *px_worker_reqbuf(struct px_worker *w);

@@ -74,6 +74,7 @@ struct px_route {
 struct px_site {
     char **hosts;
     size_t n_hosts;
+    bool acme; /* no certificate files: its names may be obtained on demand */
     struct px_route *routes; /* sorted by prefix length, longest first */
     size_t n_routes;
 };
@@ -116,8 +117,38 @@ enum px_worker_msg {
     PX_MSG_FORCE = 2, /* close everything now */
 };
 
+/* A question a worker puts to the control thread (a certificate on demand, a challenge
+ * another instance stored) and the answer that comes back. The worker owns conn: it sets
+ * it to NULL when the connection closes first; the control thread never reads it. */
+enum px_ask_kind {
+    PX_ASK_CERT = 0,
+    PX_ASK_ALPN_CHALLENGE,
+    PX_ASK_HTTP_CHALLENGE,
+};
+
+struct px_ask {
+    struct px_ask *next;
+    enum px_ask_kind kind;
+    struct px_worker *w;
+    struct px_conn *conn;
+    uint64_t start_ms;
+    int status;
+    char why[200];
+    char name[256];
+};
+
+/* A mutex-guarded list plus the async handle that wakes its consumer's loop. */
+struct px_mailbox {
+    uv_async_t async;
+    pthread_mutex_t lock;
+    struct px_ask *head;
+    struct px_ask *tail;
+    bool closed;
+};
+
 struct px_worker {
     unsigned id;
+    struct px_mailbox answers; /* from the control thread */
     struct px_server *srv;
     uv_loop_t loop;
     uv_thread_t thread;
@@ -174,6 +205,8 @@ struct px_server {
     atomic_int workers_running;
     struct acme_dns *dns;
     size_t dns_pending; /* names without a first answer yet */
+    struct px_mailbox questions; /* from the workers */
+    bool questions_open;
     bool stopping;
 };
 
@@ -185,6 +218,17 @@ void px_resolver_start(struct px_server *srv);
 void px_resolver_stop(struct px_server *srv);
 /* Runs the control loop until every upstream name had a first answer, at most max_ms. */
 void px_resolver_wait(struct px_server *srv, uint64_t max_ms);
+
+/* ---- the bridge between workers and the control thread (bridge.c) ------------------ */
+
+int px_mailbox_init(uv_loop_t *loop, struct px_mailbox *mb, uv_async_cb cb, void *data);
+/* Closes the mailbox: later posts free their question instead. */
+void px_mailbox_close(struct px_mailbox *mb);
+/* Worker side: asks the control thread; the answer comes back on the worker's loop. */
+int px_bridge_ask(struct px_conn *c, enum px_ask_kind kind, const char *name);
+void px_bridge_on_questions(uv_async_t *a);
+void px_bridge_on_answers(uv_async_t *a);
+enum tls_miss px_on_tls_miss(void *arg, struct tls_conn *tc, const char *name, bool challenge);
 
 /* ---- client connections ------------------------------------------------------------- */
 
@@ -249,6 +293,8 @@ struct px_conn {
     bool close_after_flush;
     bool shut;
     uv_shutdown_t *shutdown_req;
+    struct px_ask *ask;   /* a question to the control thread in flight */
+    uint64_t tls_wait_ms; /* how long the handshake waited for a certificate */
     char *stash;       /* plaintext read but not parsed yet (pipelining) */
     size_t stash_len;
     uint64_t last_activity;
@@ -261,6 +307,8 @@ bool px_peer_trusted(const struct px_conn *c, const struct cfg *cfg);
 /* The plain-HTTP listener's answer (redirect to https); returns llhttp's "stop" (-1). */
 int px_req_plain(struct px_conn *c);
 void px_conn_close(struct px_conn *c, const char *reason);
+/* The control thread answered the connection's question. */
+void px_conn_on_answer(struct px_conn *c, const struct px_ask *a);
 
 /* Called by the upstream side. */
 void px_conn_on_response_head(struct px_conn *c, const struct px_head *h, const llhttp_t *up);

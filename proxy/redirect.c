@@ -8,11 +8,17 @@
 
 /* HTTP-01: the key authorization for a pending token, else 404 (a redirect would only
  * send the CA to a certificate that does not exist yet). */
-static int do_challenge(struct px_conn *c, const char *token, size_t len)
+static int do_challenge(struct px_conn *c, const char *token, size_t len, bool asked)
 {
     struct px_req *r = &c->req;
     char ka[512];
     size_t n = acme_http01_answer(c->w->srv->acme, token, len, ka, sizeof(ka));
+    if (n == 0 && !asked && px_bridge_ask(c, PX_ASK_HTTP_CHALLENGE, r->rb->host) == 0) {
+        /* Maybe another instance sharing storage ordered it: the control thread looks. */
+        px_conn_stop_reading(c);
+        llhttp_set_error_reason(&c->parser, "waiting for a stored challenge");
+        return -1;
+    }
     char buf[1024];
     size_t out;
     if (n == 0) {
@@ -40,7 +46,7 @@ int px_req_plain(struct px_conn *c)
     size_t plen = strlen(CHALLENGE_PREFIX);
     if (c->w->srv->acme != NULL && h->target.len > plen &&
         memcmp(h->raw + h->target.off, CHALLENGE_PREFIX, plen) == 0) {
-        return do_challenge(c, h->raw + h->target.off + plen, h->target.len - plen);
+        return do_challenge(c, h->raw + h->target.off + plen, h->target.len - plen, false);
     }
     uint16_t port = c->w->srv->https_port;
     char location[2048];
@@ -66,4 +72,14 @@ int px_req_plain(struct px_conn *c)
     px_conn_finish(c);
     llhttp_set_error_reason(&c->parser, "redirected");
     return -1;
+}
+
+void px_req_plain_answered(struct px_conn *c)
+{
+    const struct px_head *h = &c->req.rb->head;
+    size_t plen = strlen(CHALLENGE_PREFIX);
+    do_challenge(c, h->raw + h->target.off + plen, h->target.len - plen, true);
+    if (c->state != PX_CONN_CLOSED) {
+        px_req_flush(c);
+    }
 }

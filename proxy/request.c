@@ -140,6 +140,9 @@ void px_req_log_access(struct px_conn *c)
     if (c->tls != NULL) {
         log_str(&l, "tls", tls_conn_version(c->tls));
     }
+    if (c->tls_wait_ms > 0) {
+        log_int(&l, "tls_wait_ms", (int64_t)c->tls_wait_ms);
+    }
     log_end(&l);
 }
 
@@ -457,7 +460,7 @@ static size_t do_execute(struct px_conn *c, const char *p, size_t n)
     const char *why = llhttp_get_error_reason(&c->parser);
     if (c->state == PX_CONN_PROXY) {
         do_fail(c, 400, why != NULL ? why : "malformed body");
-    } else if (c->state != PX_CONN_CLOSED && !c->close_after_flush) {
+    } else if (c->state != PX_CONN_CLOSED && !c->close_after_flush && c->ask == NULL) {
         do_fail(c, do_parse_error_status(c, err), why != NULL ? why : "malformed request");
     }
     return n;
@@ -465,7 +468,7 @@ static size_t do_execute(struct px_conn *c, const char *p, size_t n)
 
 void px_req_input(struct px_conn *c, const char *p, size_t n)
 {
-    while (n > 0 && c->state != PX_CONN_CLOSED && !c->close_after_flush) {
+    while (n > 0 && c->state != PX_CONN_CLOSED && !c->close_after_flush && c->ask == NULL) {
         if (c->stash_len > 0 || (c->state == PX_CONN_PROXY && c->req.req_done)) {
             do_stash(c, p, n); /* the next request waits for this response */
             return;

@@ -91,6 +91,7 @@ static int do_site(struct px_router *r, struct px_site *s, const struct cfg_site
 {
     s->hosts = cs->hosts; /* borrowed: the config outlives the router */
     s->n_hosts = cs->n_hosts;
+    s->acme = cs->cert.cert_file == NULL;
     s->routes = calloc(cs->n_routes, sizeof(*s->routes));
     if (s->routes == NULL) {
         return -1;
@@ -174,14 +175,15 @@ const struct px_site *px_router_site(const struct px_router *r, const char *host
     if (name[len - 1] == '.') {
         name[len - 1] = '\0';
     }
-    /* Exact names win over wildcards, whatever the order of the sites. */
-    for (int pass = 0; pass < 2; pass++) {
+    /* Exact names win over "*.x" wildcards, which win over "*", whatever the order. */
+    for (int pass = 0; pass < 3; pass++) {
         for (size_t i = 0; i < r->n_sites; i++) {
             const struct px_site *s = &r->sites[i];
             for (size_t j = 0; j < s->n_hosts; j++) {
-                bool wild = s->hosts[j][0] == '*';
-                if ((pass == 0 && !wild && strcasecmp(s->hosts[j], name) == 0) ||
-                    (pass == 1 && wild && cfg_host_match(s->hosts[j], name))) {
+                const char *h = s->hosts[j];
+                int kind = h[0] != '*' ? 0 : (h[1] == '\0' ? 2 : 1);
+                if (kind == pass && (kind == 0 ? strcasecmp(h, name) == 0
+                                               : cfg_host_match(h, name))) {
                     return s;
                 }
             }

@@ -37,7 +37,8 @@ static int do_load_certificates(struct px_server *srv)
     return 0;
 }
 
-/* Sites without certificate files get theirs from the ACME CA. */
+/* Sites without certificate files get theirs from the ACME CA: their exact names at
+ * start, their other names (wildcards, "*") at the first handshake when on-demand is on. */
 static int do_setup_acme(struct px_server *srv, char *err, size_t errlen)
 {
     const struct cfg *cfg = srv->cfg;
@@ -52,10 +53,28 @@ static int do_setup_acme(struct px_server *srv, char *err, size_t errlen)
                 return -1;
             }
         }
-        if (acme_mgr_manage(srv->acme, (const char *const *)s->hosts, s->n_hosts) != 0) {
+        const char *exact[64];
+        size_t n = 0;
+        for (size_t j = 0; j < s->n_hosts && n < 64; j++) {
+            if (strchr(s->hosts[j], '*') == NULL) {
+                exact[n++] = s->hosts[j];
+            }
+        }
+        if (n > 0 && acme_mgr_manage(srv->acme, exact, n) != 0) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }
+    }
+    if (srv->acme != NULL) {
+        if (cfg->on_demand.enabled) {
+            acme_mgr_enable_on_demand(srv->acme, &cfg->on_demand);
+        }
+        tls_server_set_miss_cb(srv->tls, px_on_tls_miss, srv);
+        if (px_mailbox_init(srv->loop, &srv->questions, px_bridge_on_questions, srv) != 0) {
+            snprintf(err, errlen, "cannot set up the worker mailbox");
+            return -1;
+        }
+        srv->questions_open = true;
     }
     return 0;
 }
@@ -183,7 +202,11 @@ static void on_worker_done(uv_async_t *a)
     px_resolver_stop(srv);
     acme_dns_free(srv->dns);
     srv->dns = NULL;
-    acme_mgr_free(srv->acme);
+    if (srv->questions_open) {
+        px_mailbox_close(&srv->questions);
+        srv->questions_open = false;
+    }
+    acme_mgr_free(srv->acme); /* answers to the ended workers are dropped */
     srv->acme = NULL;
 }
 
@@ -320,6 +343,9 @@ int px_server_run(struct cfg *cfg)
             px_resolver_stop(&srv);
         }
         acme_dns_free(srv.dns);
+        if (srv.questions_open) {
+            px_mailbox_close(&srv.questions);
+        }
         acme_mgr_free(srv.acme);
         uv_run(srv.loop, UV_RUN_DEFAULT);
         do_teardown(&srv);

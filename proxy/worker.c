@@ -68,6 +68,7 @@ static void do_check_done(struct px_worker *w)
     w->stopped = true;
     px_up_pool_close_all(w);
     uv_close((uv_handle_t *)&w->async, NULL);
+    px_mailbox_close(&w->answers);
 }
 
 void px_worker_conn_gone(struct px_worker *w)
@@ -132,6 +133,7 @@ int px_worker_init(struct px_worker *w, struct px_server *srv, unsigned id)
     w->loop.data = w;
     uv_async_init(&w->loop, &w->async, on_async);
     w->async.data = w;
+    px_mailbox_init(&w->loop, &w->answers, px_bridge_on_answers, w);
     atomic_init(&w->msg, PX_MSG_NONE);
     w->readbuf = malloc(PX_READ_BUF);
     w->plainbuf = malloc(PX_READ_BUF);

@@ -132,6 +132,7 @@ struct tls_cert *tls_cert_from_pem(const char *cert_pem, size_t cert_len, const 
         return NULL;
     }
     atomic_init(&cert->refs, 1);
+    atomic_init(&cert->last_used, (long long)time(NULL));
     BIO *cbio = BIO_new_mem_buf(cert_pem, (int)cert_len);
     BIO *kbio = BIO_new_mem_buf(key_pem, (int)key_len);
     if (cbio == NULL || kbio == NULL) {
@@ -234,6 +235,11 @@ size_t tls_cert_names(const struct tls_cert *cert, char **names, size_t max)
         }
     }
     return n;
+}
+
+int64_t tls_cert_last_used(const struct tls_cert *cert)
+{
+    return atomic_load_explicit(&((struct tls_cert *)cert)->last_used, memory_order_relaxed);
 }
 
 int64_t tls_cert_not_after(const struct tls_cert *cert)

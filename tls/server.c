@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tls_int.h"
 
@@ -66,6 +67,18 @@ static bool do_select_challenge(const SSL_CLIENT_HELLO *hello, struct tls_server
     return tc->challenge;
 }
 
+/* A name with no certificate: the miss callback may pause the handshake once, for an
+ * on-demand certificate or a challenge another instance stored. */
+static bool do_ask_miss(const SSL_CLIENT_HELLO *hello, struct tls_server *srv,
+                        struct tls_conn *tc, const char *sni)
+{
+    if (srv->miss_cb == NULL || sni == NULL || tc->waited) {
+        return false;
+    }
+    tc->waited = true;
+    return srv->miss_cb(srv->miss_arg, tc, sni, do_offers_acme_tls(hello)) == TLS_MISS_WAIT;
+}
+
 /* Runs on the worker for every ClientHello. The certificate comes from the store, parsed
  * once; the handshake only takes references to its buffers. A miss is remembered and
  * turned into an unrecognized_name alert by on_servername, which may send that alert. */
@@ -85,12 +98,16 @@ static enum ssl_select_cert_result_t on_select_certificate(const SSL_CLIENT_HELL
         name = srv->default_sni;
     }
     struct tls_cert *cert = name != NULL ? tls_store_lookup(srv->store, name) : NULL;
+    if (cert == NULL && do_ask_miss(hello, srv, tc, name)) {
+        return ssl_select_cert_retry;
+    }
     if (cert == NULL) {
         tc->no_cert = true;
         tc->error = name == NULL ? "client sent no SNI and no default_sni is configured"
                                  : "no certificate for the SNI name";
         return ssl_select_cert_success;
     }
+    atomic_store_explicit(&cert->last_used, (long long)time(NULL), memory_order_relaxed);
     int ok = SSL_set_chain_and_key(ssl, cert->chain, cert->chain_len, cert->key, NULL);
     tls_cert_unref(cert); /* the SSL took its own references */
     if (!ok) {
@@ -218,4 +235,10 @@ int tls_server_set_challenge(struct tls_server *srv, const char *name, struct tl
 void tls_server_clear_challenge(struct tls_server *srv, const char *name)
 {
     tls_store_remove(srv->challenges, name);
+}
+
+void tls_server_set_miss_cb(struct tls_server *srv, tls_miss_cb cb, void *arg)
+{
+    srv->miss_cb = cb;
+    srv->miss_arg = arg;
 }

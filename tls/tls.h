@@ -36,6 +36,9 @@ void tls_cert_unref(struct tls_cert *cert);
  * a malloc'd string the caller frees), at most max. */
 size_t tls_cert_names(const struct tls_cert *cert, char **names, size_t max);
 
+/* When a handshake last used the certificate (seconds since the epoch), for eviction. */
+int64_t tls_cert_last_used(const struct tls_cert *cert);
+
 /* The leaf's notAfter as seconds since the epoch, or 0 when unknown. */
 int64_t tls_cert_not_after(const struct tls_cert *cert);
 
@@ -83,6 +86,19 @@ void tls_server_rotate_tickets(struct tls_server *srv);
 int tls_server_set_challenge(struct tls_server *srv, const char *name, struct tls_cert *cert);
 void tls_server_clear_challenge(struct tls_server *srv, const char *name);
 
+/* What to do with a handshake for a name the store has no certificate for. */
+enum tls_miss {
+    TLS_MISS_REFUSE = 0, /* fail it: unrecognized_name */
+    TLS_MISS_WAIT,       /* pause it: tls_conn_handshake returns TLS_PENDING until resumed */
+};
+
+/* Called on the worker thread inside the handshake, at most once per connection. name is
+ * the SNI name; challenge says the client offered acme-tls/1 (a CA validating). The
+ * callback must not block. */
+typedef enum tls_miss (*tls_miss_cb)(void *arg, struct tls_conn *tc, const char *name,
+                                     bool challenge);
+void tls_server_set_miss_cb(struct tls_server *srv, tls_miss_cb cb, void *arg);
+
 /* ---- one connection ---------------------------------------------------------------- */
 
 enum tls_status {
@@ -90,9 +106,14 @@ enum tls_status {
     TLS_WANT_READ = -1,    /* more ciphertext is needed */
     TLS_CLOSED = -2,       /* the peer sent close_notify */
     TLS_ERROR = -3,        /* fatal; an alert may be waiting in the output */
+    TLS_PENDING = -4,      /* paused for a certificate: call tls_conn_handshake again later */
 };
 
 struct tls_conn *tls_conn_new(struct tls_server *srv);
+
+/* The caller's pointer for this connection, for the miss callback. */
+void tls_conn_set_user(struct tls_conn *tc, void *user);
+void *tls_conn_user(const struct tls_conn *tc);
 
 /* Frees the connection; the output not yet taken is dropped. */
 void tls_conn_free(struct tls_conn *tc);
@@ -104,8 +125,9 @@ void tls_conn_feed(struct tls_conn *tc, const char *data, size_t len);
 /* How many bytes of the last feed have not been consumed yet; *rest points at them. */
 size_t tls_conn_unconsumed(const struct tls_conn *tc, const char **rest);
 
-/* Advances the handshake. Returns TLS_OK when it is complete, TLS_WANT_READ, or
- * TLS_ERROR (a reason is available from tls_conn_error). */
+/* Advances the handshake. Returns TLS_OK when it is complete, TLS_WANT_READ, TLS_PENDING
+ * (paused by the miss callback: call again once the certificate may be there; a second
+ * miss is refused), or TLS_ERROR (a reason is available from tls_conn_error). */
 int tls_conn_handshake(struct tls_conn *tc);
 
 /* Decrypts into buf. Returns the number of bytes (> 0), TLS_WANT_READ, TLS_CLOSED or

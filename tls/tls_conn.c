@@ -131,6 +131,9 @@ static int do_status(struct tls_conn *tc, int ret)
     if (e == SSL_ERROR_ZERO_RETURN) {
         return TLS_CLOSED;
     }
+    if (e == SSL_ERROR_PENDING_CERTIFICATE) {
+        return TLS_PENDING;
+    }
     if (tc->error[0] == '\0') {
         unsigned long code = ERR_peek_error();
         const char *reason = code != 0 ? ERR_reason_error_string(code) : NULL;
@@ -221,6 +224,16 @@ const char *tls_conn_cipher(const struct tls_conn *tc)
 {
     const SSL_CIPHER *c = SSL_get_current_cipher(tc->ssl);
     return c != NULL ? SSL_CIPHER_get_name(c) : "";
+}
+
+void tls_conn_set_user(struct tls_conn *tc, void *user)
+{
+    tc->user = user;
+}
+
+void *tls_conn_user(const struct tls_conn *tc)
+{
+    return tc->user;
 }
 
 bool tls_conn_is_challenge(const struct tls_conn *tc)

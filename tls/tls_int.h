@@ -11,6 +11,7 @@
 /* Immutable after load; freed when the last reference goes. */
 struct tls_cert {
     atomic_int refs;
+    atomic_llong last_used; /* seconds; handshakes touch it, eviction reads it */
     CRYPTO_BUFFER **chain;
     size_t chain_len;
     EVP_PKEY *key;
@@ -30,6 +31,8 @@ struct tls_server {
     SSL_CTX *ctx;
     struct tls_store *store;
     struct tls_store *challenges; /* TLS-ALPN-01 certificates by name */
+    tls_miss_cb miss_cb;
+    void *miss_arg;
     char *default_sni;
     pthread_mutex_t tickets_lock;
     struct tls_ticket_key ticket_current;
@@ -50,6 +53,8 @@ struct tls_conn {
     const char *error; /* static text */
     bool no_cert;
     bool challenge; /* serving a TLS-ALPN-01 certificate */
+    bool waited;    /* the miss callback paused this handshake once already */
+    void *user;
 };
 
 /* Installs the ticket callback and a first key. Returns 0 or -1. */

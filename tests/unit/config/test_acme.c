@@ -296,10 +296,24 @@ static void test_value_checks(void)
     CHECK(cfg_check_eab_kid("") != NULL);
     CHECK(cfg_check_eab_kid("a b") != NULL);
 
-    CHECK(cfg_check_acme_host("app.example.com") == NULL);
-    CHECK(cfg_check_acme_host("*.example.com") != NULL);
-    CHECK(cfg_check_acme_host("192.0.2.1") != NULL);
-    CHECK(cfg_check_acme_host("2001:db8::1") != NULL);
+    CHECK(cfg_check_acme_host("app.example.com", NULL) == NULL);
+    CHECK(cfg_check_acme_host("*.example.com", NULL) != NULL);
+    CHECK(cfg_check_acme_host("192.0.2.1", NULL) != NULL);
+    CHECK(cfg_check_acme_host("2001:db8::1", NULL) != NULL);
+    CHECK(cfg_check_acme_host("*", NULL) != NULL);
+    /* On demand, wildcards pass, "*" only with an ask URL, IP addresses never. */
+    struct cfg_on_demand od;
+    cfg_on_demand_set_defaults(&od);
+    CHECK(cfg_check_acme_host("*.example.com", &od) != NULL);
+    od.enabled = true;
+    CHECK(cfg_check_acme_host("app.example.com", &od) == NULL);
+    CHECK(cfg_check_acme_host("*.example.com", &od) == NULL);
+    CHECK(cfg_check_acme_host("*", &od) != NULL);
+    CHECK(cfg_check_acme_host("192.0.2.1", &od) != NULL);
+    char ask[] = "http://127.0.0.1:9000/check";
+    od.ask = ask;
+    CHECK(cfg_check_acme_host("*", &od) == NULL);
+    CHECK(cfg_check_acme_host("2001:db8::1", &od) != NULL);
 
     enum cfg_key_type kt = CFG_KEY_EC256;
     CHECK(cfg_check_key_type("rsa2048", &kt) == NULL && kt == CFG_KEY_RSA2048);

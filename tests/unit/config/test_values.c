@@ -221,6 +221,15 @@ static void test_host_match(void)
     /* Host headers keep the client's case; DNS names compare without it. */
     CHECK(cfg_host_match("a.test", "A.Test"));
     CHECK(cfg_host_match("*.b.test", "X.B.TEST"));
+    /* "*", the catch-all of on-demand sites, matches any non-empty name. */
+    CHECK(cfg_host_match("*", "a.test"));
+    CHECK(cfg_host_match("*", "x.b.test"));
+    CHECK(cfg_host_match("*", "localhost"));
+    CHECK(cfg_host_match("*", "*"));
+    CHECK(!cfg_host_match("*", ""));
+    CHECK(!cfg_host_match("*", NULL));
+    CHECK(!cfg_host_match("*x", "ax"));
+    CHECK(!cfg_host_match("**", "a.test"));
     CHECK(!cfg_host_match(NULL, "a.test"));
     CHECK(!cfg_host_match("a.test", NULL));
 }
