@@ -224,3 +224,12 @@ char *acme_client_sign_new_account(struct acme_client *c, const char *nonce, con
 {
     return acme_jws_sign(c->account_key, NULL, nonce, url, payload, len);
 }
+
+void acme_account_forget(struct acme_client *c)
+{
+    char path[1024];
+    free(c->kid);
+    c->kid = NULL;
+    do_account_path(c, "account.json", path, sizeof(path));
+    acme_storage_remove(c->st, path);
+}

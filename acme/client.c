@@ -214,6 +214,13 @@ static void do_keep_nonce(struct acme_client *c, const struct acme_http_response
 }
 
 static void do_send_post(struct acme_order *o);
+static void do_restart(struct acme_order *o);
+
+static bool do_account_gone(const struct acme_http_response *res)
+{
+    return res->status >= 400 && res->body != NULL &&
+           strstr(res->body, "urn:ietf:params:acme:error:accountDoesNotExist") != NULL;
+}
 
 static void on_nonce(void *arg, const struct acme_http_response *res)
 {
@@ -255,6 +262,16 @@ static void on_post_response(void *arg, const struct acme_http_response *res)
             do_send_post(o);
             return;
         }
+    }
+    if (!o->post_jwk && o->account_resets == 0 && do_account_gone(res)) {
+        /* The CA forgot the account (a reset test CA, a deactivated account): register
+         * again and start this order over. */
+        log_msg(CFG_LOG_WARN, "acme_account_gone", "the CA no longer knows account %s; "
+                "registering again", o->client->kid);
+        o->account_resets++;
+        acme_account_forget(o->client);
+        do_restart(o);
+        return;
     }
     acme_post_cb next = o->post_next;
     next(o, res);
@@ -446,6 +463,22 @@ static void do_run(struct acme_order *o)
         return;
     }
     do_new_order(o);
+}
+
+/* Back to the start: account, then a new order; what the old one learned is dropped. */
+static void do_restart(struct acme_order *o)
+{
+    for (size_t i = 0; i < o->n_authz; i++) {
+        free(o->authz[i]);
+    }
+    free(o->authz);
+    o->authz = NULL;
+    o->n_authz = 0;
+    free(o->order_url);
+    free(o->finalize_url);
+    o->order_url = NULL;
+    o->finalize_url = NULL;
+    do_run(o);
 }
 
 struct acme_order *acme_order_start(struct acme_client *c, const char *const *names, size_t n,

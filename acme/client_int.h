@@ -55,6 +55,7 @@ struct acme_order {
     char *post_payload;
     bool post_jwk;
     int post_tries;
+    int account_resets;
     acme_post_cb post_next;
     /* the order */
     char *order_url;
@@ -93,6 +94,8 @@ uint64_t acme_poll_delay_ms(const struct acme_order *o, const struct acme_http_r
 
 /* account.c: makes sure c->kid is known, then runs next (or fails the order). */
 void acme_account_ensure(struct acme_order *o, acme_order_step next);
+/* Drops the account URL (memory and storage) so the next order registers again. */
+void acme_account_forget(struct acme_client *c);
 char *acme_client_sign_new_account(struct acme_client *c, const char *nonce, const char *url,
                                    const char *payload, size_t *len);
 

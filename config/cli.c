@@ -126,8 +126,8 @@ static const char usage[] =
     "  --on-demand        a NAME may also be a wildcard (\"*.example.com\") or \"*\" (any\n"
     "                     name; needs --ask); each NAME but \"*\" is also a name pattern\n"
     "                     allowed to get a certificate. Not with --cert and --key.\n"
-    "  --ask URL          for other names, moat asks GET URL?domain=NAME first; only a\n"
-    "                     2xx answer lets the name get a certificate\n"
+    "  --ask URL          before ordering, moat asks GET URL?domain=NAME; only a 2xx\n"
+    "                     answer lets the name get a certificate\n"
     "  --on-demand-timeout DURATION\n"
     "                     how long a handshake waits for its certificate (default 60s)\n"
     "\n"
@@ -324,7 +324,7 @@ static int do_listener(const char *host, uint16_t port, struct cfg_hostport **li
 static void do_build_listen(struct cfg *cfg, const struct cli_args *a, struct cfg_errs *e)
 {
     char host[256];
-    uint16_t https_port, http_port;
+    uint16_t https_port = 0, http_port = 0;
 
     int bad = do_bind_host(a, host, sizeof(host), e);
     bad |= do_port(a, OPT_HTTPS_PORT, 443, &https_port, e);
@@ -386,12 +386,18 @@ static void do_build_cert(struct cfg_site *site, const struct cli_args *a, struc
     }
 }
 
-/* With --on-demand every NAME but "*" is also an allow pattern, so names under a wildcard
- * NAME need no --ask; "*" would allow everything and is left to --ask. The hosts have
- * passed cfg_check_site. */
+/* With --on-demand every NAME is also an allow pattern, so names under a wildcard NAME
+ * need no --ask. A "*" among them leaves allow empty: every check must pass, so any allow
+ * list would shut out the names "*" is there for, and --ask (required with "*") decides.
+ * The hosts have passed cfg_check_site. */
 static void do_build_allow(struct cfg *cfg, const struct cfg_site *site, struct cfg_errs *e)
 {
     struct cfg_on_demand *od = &cfg->on_demand;
+    for (size_t i = 0; i < site->n_hosts; i++) {
+        if (strcmp(site->hosts[i], "*") == 0) {
+            return;
+        }
+    }
 
     od->allow = calloc(site->n_hosts, sizeof(*od->allow));
     if (od->allow == NULL) {
@@ -399,9 +405,6 @@ static void do_build_allow(struct cfg *cfg, const struct cfg_site *site, struct 
         return;
     }
     for (size_t i = 0; i < site->n_hosts; i++) {
-        if (strcmp(site->hosts[i], "*") == 0) {
-            continue;
-        }
         const char *why = cfg_on_demand_add_allow(od, site->hosts[i]);
         if (why != NULL) {
             do_bad_value(e, OPT_FROM, why, site->hosts[i]);

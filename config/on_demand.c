@@ -46,13 +46,10 @@ const char *cfg_check_ask_url(const char *s)
 {
     const char *why = cfg_check_acme_url(s);
 
-    if (why != NULL) {
-        return why;
+    if (why == NULL && s != NULL && strchr(s, '#') != NULL) {
+        why = "expected an http:// or https:// URL without a #fragment";
     }
-    if (strchr(s, '#') != NULL) {
-        return "expected an http:// or https:// URL without a #fragment";
-    }
-    return NULL;
+    return why;
 }
 
 const char *cfg_on_demand_add_allow(struct cfg_on_demand *od, const char *pattern)
@@ -76,7 +73,7 @@ const char *cfg_on_demand_add_allow(struct cfg_on_demand *od, const char *patter
         why = expected;
     }
     for (size_t k = 0; why == NULL && k < od->n_allow; k++) {
-        if (strcmp(od->allow[k], copy) == 0) {
+        if (od->allow[k] != NULL && strcmp(od->allow[k], copy) == 0) {
             why = "expected each pattern at most once";
         }
     }

@@ -407,15 +407,18 @@ def events(moat, event, name=None):
             and (name is None or e.get("name") == name)]
 
 
-def od_summary(*moats):
+def od_summary(*moats, max_lines=60):
     """The on_demand_* and acme_* lines of moats, for failure messages."""
     out = []
     for m in moats:
         out.append("--- %s (pid %s)" % (m.dir.name, m.proc.pid if m.proc else None))
-        for e in m.logs():
-            ev = str(e.get("event", ""))
-            if ev.startswith("on_demand") or ev.startswith("acme_"):
-                out.append(json.dumps(e))
+        lines = [json.dumps(e) for e in m.logs()
+                 if str(e.get("event", "")).startswith(("on_demand", "acme_"))]
+        if len(lines) > max_lines:
+            cut = len(lines) - max_lines
+            lines = lines[:max_lines // 3] + ["... (%d lines cut)" % cut] + \
+                lines[-(max_lines - max_lines // 3):]
+        out += lines
     return "\n".join(out)
 
 

@@ -281,12 +281,15 @@ def test_two_instances_share_storage(od):
     t_kill = time.monotonic()
     assert order_count(survivor, name) == 0, od_summary(ma, mb)
 
+    # the survivor's first own ACME step (a new order, or the stored result if
+    # it resumed the dead instance's order)
     t_order = None
     deadline = t_kill + 40 * SLOW
     while time.monotonic() < deadline:
-        if t_order is None and order_count(survivor, name):
+        stored = acme_events(survivor, "acme_certificate_stored", name)
+        if t_order is None and (order_count(survivor, name) or stored):
             t_order = time.monotonic()
-        if acme_events(survivor, "acme_certificate_stored", name) or not survivor.running():
+        if stored or not survivor.running():
             break
         time.sleep(0.05)
     assert t_order is not None, "%s never took over %s\n%s" % (
@@ -300,7 +303,8 @@ def test_two_instances_share_storage(od):
     assert not bad, "%r\n%s" % (bad, od_summary(ma, mb))
     assert len({r.der for r in mine}) == 1
     assert leaf_of(mine[0]).sans == [name]
-    assert p.orders() == 4, p.log_text()   # both, cross, takeover (dead) + takeover
+    # both, cross, takeover by the dead instance (+ the survivor's, unless it resumed)
+    assert p.orders() in (3, 4), p.log_text()
     print("takeover: order %.1fs after the first, %.1fs after the kill" % (
         t_order - t0, t_order - t_kill))
 
@@ -355,8 +359,14 @@ def test_ca_down_then_back(od, tmp_path):
             got = x
             break
         time.sleep(0.5)
-    assert got is not None, "not obtained %.0fs after Pebble came back; last %r\n%s" % (
-        time.monotonic() - t_up, polls[-1:], od_summary(m))
+    if got is None:
+        gone = [e for e in acme_events(m, "acme_failed", name)
+                if "accountDoesNotExist" in str(e.get("error"))]
+        hint = ("\nmoat keeps using the account the restarted CA does not know "
+                "(accountDoesNotExist, %d times) instead of registering again" % len(gone)
+                if gone else "")
+        pytest.fail("not obtained %.0fs after Pebble came back; last %r%s\n%s" % (
+            time.monotonic() - t_up, polls[-1:], hint, od_summary(m)))
     took = time.monotonic() - t_up
     assert took <= (10 + 15) * SLOW, took   # retry_max 10 s + issuance
     slow_fail = [x for x in polls[:-1] if x.total_s > 5.0 * SLOW]

@@ -319,6 +319,115 @@ static void test_acme_errors(void)
     CHECK_STR(err, "--eab-hmac-key: expected base64url of at least 16 bytes");
 }
 
+#define ASK_URL "http://127.0.0.1:9000/check"
+
+static void test_on_demand_good(void)
+{
+    /* Without --on-demand it stays off, with its defaults. */
+    struct cfg *cfg = run("--from", "a.test", "--to", "h:1");
+    CHECK(cfg != NULL);
+    if (cfg != NULL) {
+        CHECK(!cfg->on_demand.enabled);
+        CHECK(cfg->on_demand.n_allow == 0 && cfg->on_demand.allow == NULL);
+        CHECK(cfg->on_demand.ask == NULL);
+        CHECK(cfg->on_demand.timeout_ms == 60000);
+    }
+    cfg_free(cfg);
+
+    /* Every NAME is a site host and an allow pattern; no --ask is needed without "*". */
+    cfg = run("--from", "A.test", "--from", "*.B.test", "--to", "h:1", "--on-demand");
+    CHECK(cfg != NULL);
+    if (cfg == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return;
+    }
+    const struct cfg_on_demand *od = &cfg->on_demand;
+    CHECK(od->enabled);
+    CHECK(od->n_allow == 2);
+    CHECK_STR(od->allow[0], "a.test");
+    CHECK_STR(od->allow[1], "*.b.test");
+    CHECK(od->ask == NULL);
+    CHECK(od->timeout_ms == 60000);
+    CHECK(od->ask_cache_ms == 60000 && od->concurrency == 8 && od->cache_size == 1000);
+    CHECK(od->rate_orders == 60 && od->rate_per_ms == 60000);
+    CHECK(cfg->sites[0].n_hosts == 2);
+    CHECK_STR(cfg->sites[0].hosts[1], "*.b.test");
+    CHECK(cfg->sites[0].cert.cert_file == NULL);
+    CHECK_STR(cfg->tls.default_sni, "a.test");
+    cfg_free(cfg);
+
+    /* "*" is a site host with --ask; it leaves allow empty so that --ask alone decides. */
+    cfg = run("--from", "*", "--from", "a.test", "--to", "h:1", "--on-demand", "--ask", ASK_URL,
+              "--on-demand-timeout", "90s");
+    CHECK(cfg != NULL);
+    if (cfg != NULL) {
+        CHECK(cfg->on_demand.enabled);
+        CHECK(cfg->on_demand.n_allow == 0);
+        CHECK_STR(cfg->on_demand.ask, ASK_URL);
+        CHECK(cfg->on_demand.timeout_ms == 90000);
+        CHECK(cfg->sites[0].n_hosts == 2);
+        CHECK_STR(cfg->sites[0].hosts[0], "*");
+        CHECK_STR(cfg->tls.default_sni, "a.test");
+    }
+    cfg_free(cfg);
+
+    cfg = run("--from=*", "--to=h:1", "--on-demand", "--ask=https://auth.test/ok?x=1",
+              "--on-demand-timeout=2.5");
+    CHECK(cfg != NULL);
+    if (cfg != NULL) {
+        CHECK(cfg->on_demand.n_allow == 0);
+        CHECK_STR(cfg->on_demand.ask, "https://auth.test/ok?x=1");
+        CHECK(cfg->on_demand.timeout_ms == 2500);
+        CHECK(cfg->tls.default_sni == NULL);
+    }
+    cfg_free(cfg);
+}
+
+static void test_on_demand_errors(void)
+{
+    CHECK_REFUSED(run("--from", "*", "--to", "h:1", "--on-demand"),
+                  "--from: \"*\" needs --ask: without it any name pointed at this server would "
+                  "get a certificate");
+    CHECK(strstr(err, "needs \"allow\"") == NULL);
+    CHECK_REFUSED(run("--from", "*", "--to", "h:1"), "--from: expected a host name such as");
+    CHECK_REFUSED(run("--from", "*", "--to", "h:1", CERT, "--ask", ASK_URL),
+                  "--from: expected a host name such as");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--ask", ASK_URL),
+                  "--ask: only with --on-demand");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--on-demand-timeout", "5s"),
+                  "--on-demand-timeout: only with --on-demand");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--on-demand", CERT),
+                  "--cert: not with --on-demand, whose certificates come from ACME");
+    CHECK(strstr(err, "--key: not with --on-demand") != NULL);
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--on-demand", "--ask", "ftp://x/"),
+                  "--ask: expected an http:// or https:// URL, got \"ftp://x/\"");
+    CHECK_REFUSED(
+        run("--from", "a.test", "--to", "h:1", "--on-demand", "--ask", "http://auth.test/#x"),
+        "--ask: expected an http:// or https:// URL without a #fragment");
+    CHECK_REFUSED(
+        run("--from", "a.test", "--to", "h:1", "--on-demand", "--ask", ASK_URL, "--ask", ASK_URL),
+        "--ask: given more than once");
+    CHECK_REFUSED(
+        run("--from", "a.test", "--to", "h:1", "--on-demand", "--on-demand-timeout", "0s"),
+        "--on-demand-timeout: expected a duration greater than zero, got \"0s\"");
+    CHECK_REFUSED(
+        run("--from", "a.test", "--to", "h:1", "--on-demand", "--on-demand-timeout", "soon"),
+        "--on-demand-timeout: expected a duration such as \"10s\", got \"soon\"");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--on-demand=yes"),
+                  "--on-demand: takes no value");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--on-demand", "--ask"),
+                  "--ask: missing value");
+    /* IP addresses stay refused; wildcards without --on-demand keep their error. */
+    CHECK_REFUSED(run("--from", "192.0.2.1", "--to", "h:1", "--on-demand", "--ask", ASK_URL),
+                  "--from: \"192.0.2.1\" needs --cert and --key: moat requests ACME "
+                  "certificates for host names only, not IP addresses");
+    CHECK_REFUSED(run("--from", "*.a.test", "--to", "h:1"),
+                  "--from: \"*.a.test\" needs --cert and --key: wildcard names cannot be "
+                  "obtained with tls-alpn-01 or http-01");
+    CHECK_REFUSED(run("--from", "*", "--from", "*", "--to", "h:1", "--on-demand", "--ask", ASK_URL),
+                  "--from: \"*\" is listed twice");
+}
+
 static void test_help(void)
 {
     char *argv[] = {"--from", "a.test", "--help"};
@@ -328,15 +437,32 @@ static void test_help(void)
     CHECK(cfg_from_cli(3, argv, err, sizeof(err)) == NULL);
     CHECK_STR(err, cfg_cli_usage());
     CHECK(strncmp(cfg_cli_usage(), "usage: moat proxy", 17) == 0);
-    static const char *const documented[] = {
-        "--from",         "--to",           "--cert",
-        "--key",          "--http-port",    "--https-port",
-        "--no-redirect",  "--bind",         "--workers",
-        "--access-log",   "--log-level",    "--help",
-        "--acme-ca",      "--acme-ca-root", "--storage",
-        "--email",        "--challenges",   "--eab-kid",
-        "--eab-hmac-key", "--key-type",     "acme-staging-v02.api.letsencrypt.org",
-        "/var/lib/moat"};
+    static const char *const documented[] = {"--from",
+                                             "--to",
+                                             "--cert",
+                                             "--key",
+                                             "--http-port",
+                                             "--https-port",
+                                             "--no-redirect",
+                                             "--bind",
+                                             "--workers",
+                                             "--access-log",
+                                             "--log-level",
+                                             "--help",
+                                             "--acme-ca",
+                                             "--acme-ca-root",
+                                             "--storage",
+                                             "--email",
+                                             "--challenges",
+                                             "--eab-kid",
+                                             "--eab-hmac-key",
+                                             "--key-type",
+                                             "acme-staging-v02.api.letsencrypt.org",
+                                             "/var/lib/moat",
+                                             "--on-demand",
+                                             "--ask URL",
+                                             "--on-demand-timeout DURATION",
+                                             "?domain=NAME"};
     for (size_t i = 0; i < sizeof(documented) / sizeof(documented[0]); i++) {
         CHECK(strstr(cfg_cli_usage(), documented[i]) != NULL);
     }
@@ -356,6 +482,8 @@ int main(void)
     test_errors();
     test_acme_good();
     test_acme_errors();
+    test_on_demand_good();
+    test_on_demand_errors();
     test_help();
     return check_report();
 }
