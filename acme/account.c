@@ -149,7 +149,7 @@ static bool do_load(struct acme_client *c)
     char *text = NULL;
     size_t len = 0;
     do_account_path(c, "account.key", path, sizeof(path));
-    if (acme_storage_read(c->st, path, &text, &len) == 0) {
+    if (c->account_key == NULL && acme_storage_read(c->st, path, &text, &len) == 0) {
         c->account_key = acme_key_from_pem(text, len);
         OPENSSL_cleanse(text, len);
         free(text);
@@ -175,6 +175,7 @@ static bool do_load(struct acme_client *c)
 
 static int do_create_key(struct acme_client *c)
 {
+    EVP_PKEY_free(c->account_key);
     c->account_key = acme_key_generate(ACME_KEY_EC256);
     size_t len = 0;
     char *pem = c->account_key != NULL ? acme_key_to_pem(c->account_key, &len) : NULL;

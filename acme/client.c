@@ -353,6 +353,10 @@ static void on_directory(void *arg, const struct acme_http_response *res)
                         "acme.ca_root)", c->directory_url, why);
         return;
     }
+    if (c->new_order != NULL) {
+        do_run(o); /* another order fetched it meanwhile */
+        return;
+    }
     cJSON *doc = cJSON_ParseWithLength(res->body, res->body_len);
     c->new_nonce = do_dup_url(doc, "newNonce");
     c->new_account = do_dup_url(doc, "newAccount");
