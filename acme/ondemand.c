@@ -157,6 +157,9 @@ void acme_od_installed(struct acme_site *s)
     if (victim == NULL) {
         return;
     }
+    log_msg(CFG_LOG_INFO, "on_demand_evicted", "%s: least recently used of %zu certificates "
+            "in memory (on_demand.cache_size); storage keeps it", victim->names[0],
+            m->od_cached);
     tls_store_remove(m->store, victim->names[0]);
     tls_cert_unref(victim->cert);
     victim->cert = NULL;

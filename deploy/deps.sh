@@ -2,7 +2,7 @@
 # Installs what moat needs to build, test and benchmark, from Debian bookworm packages.
 #
 # usage: deploy/deps.sh            build + test dependencies (what `make check` and `make demo` use)
-#        deploy/deps.sh bench      the same plus the benchmark tools (nginx, wrk, ...)
+#        deploy/deps.sh bench      the same plus the benchmark tools (nginx, wrk, caddy, ...)
 #        deploy/deps.sh build      build dependencies only
 #        deploy/deps.sh test       test dependencies only
 #
@@ -17,8 +17,9 @@ build_pkgs=(build-essential cmake pkg-config libuv1-dev android-libboringssl-dev
 # pebble (the ACME test CA, with pebble-challtestsrv) serves both the e2e tests and `make demo`.
 test_pkgs=(python3 python3-pytest curl openssl ca-certificates pebble procps)
 # The reference harness (shared/bench/run.sh) also uses gcc, python3, openssl (above),
-# taskset/setsid/unshare (util-linux) and ss (iproute2).
-bench_pkgs=(nginx wrk util-linux iproute2)
+# taskset/setsid/unshare (util-linux) and ss (iproute2). caddy: bench/ondemand.sh (on-demand TLS
+# against Pebble, moat vs Caddy).
+bench_pkgs=(nginx wrk util-linux iproute2 caddy)
 
 usage() { sed -n '2,12s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 
