@@ -5,6 +5,8 @@
 #   make check        deps, release build + all tests, then ASan+UBSan build + all tests again
 #   make demo         deps, release build, then deploy/demo.sh
 #   make bench        deps (with bench tools), release build, then bench/run.sh (moat vs nginx)
+#   make bench-ondemand  deps (with bench tools), release build, then bench/ondemand.sh
+#                     (on-demand TLS: first request for a new name, moat vs Caddy, local Pebble)
 #   make fuzz         libFuzzer drivers (clang) for the request-head and config parsers, 60 s each
 #   make clean        remove the build directories
 
@@ -22,7 +24,7 @@ SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stack
 # Steps must run in order (deps before the build, release tests before the sanitizer pass);
 # the parallelism is inside cmake --build and ctest.
 .NOTPARALLEL:
-.PHONY: all build deps deps-bench test asan test-asan check demo bench fuzz clean
+.PHONY: all build deps deps-bench test asan test-asan check demo bench bench-ondemand fuzz clean
 
 all: build
 
@@ -53,6 +55,9 @@ demo: deps build
 
 bench: deps-bench build
 	bash bench/run.sh
+
+bench-ondemand: deps-bench build
+	bash bench/ondemand.sh
 
 FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 60

@@ -6,7 +6,7 @@
 
 #include "client_int.h"
 
-#define POLL_FIRST_MS 100
+#define POLL_FIRST_MS 25
 
 static const char *const challenge_names[] = {"tls-alpn-01", "http-01"};
 

@@ -175,8 +175,9 @@ uint64_t acme_retry_after_ms(const struct acme_http_response *res, uint64_t defa
 
 uint64_t acme_poll_delay_ms(const struct acme_order *o, const struct acme_http_response *res)
 {
-    /* The CA usually settles within a second: ask soon, then back off to once a second. */
-    uint64_t ms = 100;
+    /* A CA near by settles in milliseconds, a public one within a second or two: ask
+     * soon (a handshake may be waiting), then back off to once a second. */
+    uint64_t ms = 25;
     for (int i = 0; i < o->polls && ms < 1000; i++) {
         ms *= 2;
     }

@@ -88,8 +88,8 @@ void acme_order_wait(struct acme_order *o, uint64_t ms, acme_order_step next);
 void acme_order_authz_done(struct acme_order *o);
 void acme_problem_text(const struct acme_http_response *res, char *out, size_t cap);
 uint64_t acme_retry_after_ms(const struct acme_http_response *res, uint64_t default_ms);
-/* How long to wait before polling again: Retry-After when given, else 100 ms doubling up
- * to a second with each poll of this order. */
+/* How long to wait before polling again: Retry-After when given, else 25 ms doubling up
+ * to a second with each poll of this order's current step. */
 uint64_t acme_poll_delay_ms(const struct acme_order *o, const struct acme_http_response *res);
 
 /* account.c: makes sure c->kid is known, then runs next (or fails the order). */
