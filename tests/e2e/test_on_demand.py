@@ -496,3 +496,60 @@ def test_config_checks(tmp_path, backend):
     assert rc != 0 and "on_demand" in out, out
     rc, out = validate({"allow": ["*.od.test"]}, hosts=("*",), label="any-without-ask")
     assert rc != 0, out
+
+
+# ---------------------------------------------------------------------------
+# start-up with a large storage, and the in-memory cache
+
+def test_start_with_ten_thousand_stored_certificates(od):
+    """On-demand certificates are read from storage at their first handshake, not at start:
+    10,000 of them in storage keep start-up under a second, and one of them is then served
+    from storage without a new order."""
+    p = od.start_pebble()
+    m = od.moat(on_demand=od.on_demand_block(ask=False))
+    name = "stored.od.test"
+    assert ok200(fetch(m.https_port, name, p.root, "/obtain")), od_summary(m)
+    wait_for(m, "acme_certificate_stored", name, timeout=5)
+    m.stop(signal.SIGTERM)
+    files = storage_files(od.acme.storage, p.ca_key, name)
+    crt, key = files["crt"].read_bytes(), files["key"].read_bytes()
+    base = files["crt"].parent.parent
+    for i in range(10000):   # copies under other names: enough to be read if moat did
+        d = base / ("n%05d.od.test" % i)
+        d.mkdir(mode=0o700)
+        (d / (d.name + ".crt")).write_bytes(crt)
+        (d / (d.name + ".key")).write_bytes(key)
+    orders = p.orders()
+
+    m2 = od.moat(on_demand=od.on_demand_block(ask=False), start=False)
+    t0 = time.monotonic()
+    m2.start()
+    startup = time.monotonic() - t0
+    assert startup < 1.0 * SLOW, "start-up took %.2f s with 10,000 stored certificates" % startup
+    f = fetch(m2.https_port, name, p.root, "/again", timeout=10)
+    assert ok200(f), od_summary(m2)
+    assert p.orders() == orders, p.log_text()
+    assert not events(m2, "acme_order_created"), od_summary(m2)
+    assert events(m2, "acme_certificate_loaded"), od_summary(m2)
+
+
+def test_memory_holds_at_most_cache_size(od):
+    """With cache_size 2, a third name pushes the least recently used out of memory; its
+    next handshake loads it back from storage, without a new order."""
+    p = od.start_pebble()
+    m = od.moat(on_demand=od.on_demand_block(ask=False, cache_size=2))
+    for name in ("c1.od.test", "c2.od.test"):
+        assert ok200(fetch(m.https_port, name, p.root, "/")), od_summary(m)
+    time.sleep(1.1)   # last-use times have a one-second resolution
+    assert ok200(fetch(m.https_port, "c2.od.test", p.root, "/")), od_summary(m)
+    assert ok200(fetch(m.https_port, "c3.od.test", p.root, "/")), od_summary(m)
+    evicted = wait_for(m, "on_demand_evicted", timeout=5)
+    assert "c1.od.test" in evicted[0].get("msg", ""), evicted
+    orders = p.orders()
+    assert orders == 3, p.log_text()
+    f = fetch(m.https_port, "c1.od.test", p.root, "/back", timeout=10)
+    assert ok200(f), od_summary(m)
+    assert p.orders() == orders, p.log_text()
+    assert len(events(m, "on_demand_wait", "c1.od.test")) == 2, od_summary(m)
+    assert any("c1.od.test" in e.get("msg", "") for e in events(m, "acme_certificate_loaded")), \
+        od_summary(m)
