@@ -3,6 +3,7 @@
 #ifndef MOAT_ACME_INT_H
 #define MOAT_ACME_INT_H
 
+#include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -34,6 +35,10 @@ EVP_PKEY *acme_key_generate(enum acme_key_type type);
 
 /* PKCS#8 PEM of the private key, malloc'd, NUL-terminated; *len without the NUL. */
 char *acme_key_to_pem(EVP_PKEY *key, size_t *len);
+
+/* The contents of a memory BIO as a malloc'd, NUL-terminated string; *len (when not NULL)
+ * without the NUL. NULL on failure. */
+char *acme_bio_string(BIO *bio, size_t *len);
 
 /* Parses a PEM private key (PKCS#8, SEC1 or PKCS#1). NULL on failure. */
 EVP_PKEY *acme_key_from_pem(const char *pem, size_t len);

@@ -221,20 +221,10 @@ out:
 static char *do_cert_pem(X509 *x, size_t *len)
 {
     char *out = NULL;
-    const uint8_t *data = NULL;
-    size_t n = 0;
     BIO *bio = BIO_new(BIO_s_mem());
-    if (bio == NULL || !PEM_write_bio_X509(bio, x) || !BIO_mem_contents(bio, &data, &n)) {
-        goto out;
+    if (bio != NULL && PEM_write_bio_X509(bio, x)) {
+        out = acme_bio_string(bio, len);
     }
-    out = malloc(n + 1);
-    if (out == NULL) {
-        goto out;
-    }
-    memcpy(out, data, n);
-    out[n] = '\0';
-    *len = n;
-out:
     BIO_free(bio);
     return out;
 }

@@ -68,33 +68,35 @@ EVP_PKEY *acme_key_generate(enum acme_key_type type)
     return NULL;
 }
 
-char *acme_key_to_pem(EVP_PKEY *key, size_t *len)
+char *acme_bio_string(BIO *bio, size_t *len)
 {
-    char *out = NULL;
-    BIO *bio = BIO_new(BIO_s_mem());
-    if (key == NULL || bio == NULL) {
-        goto out;
-    }
-    /* PKCS#8 without a passphrase: the storage directory's mode 0700 protects it. */
-    if (!PEM_write_bio_PKCS8PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL)) {
-        goto out;
-    }
     const uint8_t *data = NULL;
     size_t n = 0;
-    if (!BIO_mem_contents(bio, &data, &n)) {
-        goto out;
+    if (bio == NULL || !BIO_mem_contents(bio, &data, &n)) {
+        return NULL;
     }
     /* Copied so that the caller frees with free(), not OPENSSL_free(). */
-    out = malloc(n + 1);
+    char *out = malloc(n + 1);
     if (out == NULL) {
-        goto out;
+        return NULL;
     }
     memcpy(out, data, n);
     out[n] = '\0';
     if (len != NULL) {
         *len = n;
     }
-out:
+    return out;
+}
+
+char *acme_key_to_pem(EVP_PKEY *key, size_t *len)
+{
+    char *out = NULL;
+    BIO *bio = BIO_new(BIO_s_mem());
+    /* PKCS#8 without a passphrase: the storage directory's mode 0700 protects it. */
+    if (key != NULL && bio != NULL &&
+        PEM_write_bio_PKCS8PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL)) {
+        out = acme_bio_string(bio, len);
+    }
     if (out == NULL) {
         ERR_clear_error();
     }
