@@ -1,6 +1,7 @@
 /* https.c - the HTTP/1.1 client the ACME code uses to talk to its CA (and to an "ask"
  * endpoint): a fresh connection per request, TLS over memory BIOs, llhttp for the
- * response, and one deadline covering DNS, connect, handshake and the whole response. */
+ * response, and one deadline covering DNS, connect, handshake and the whole response.
+ * Taking the URL apart and building the request bytes is https_url.c's job. */
 #include <errno.h>
 #include <limits.h>
 #include <llhttp.h>
@@ -13,7 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "acme_int.h"
+#include "https_int.h"
 #include "log.h"
 
 #define HTTP_MAX_BODY (8u << 20)
@@ -21,12 +22,6 @@
 #define HTTP_MAX_HEADERS 128
 #define HTTP_READ_BUF (16u << 10)
 #define HTTP_SYSTEM_ROOTS "/etc/ssl/certs/ca-certificates.crt"
-#define HTTP_USER_AGENT "moat/" MOAT_VERSION
-/* method, "/" when the target starts with '?', the target, host[:port], Content-Type and
- * Content-Length lines (each possibly empty) */
-#define HTTP_REQUEST_HEAD                                                                  \
-    "%s %s%.*s HTTP/1.1\r\nHost: %s\r\nUser-Agent: " HTTP_USER_AGENT                         \
-    "\r\nAccept: */*\r\n%s%sConnection: close\r\n\r\n"
 
 enum http_state {
     HTTP_RESOLVING = 0,
@@ -158,166 +153,6 @@ static void do_free_headers(struct http_req *r)
     free(r->headers);
     r->headers = NULL;
     r->n_headers = 0;
-}
-
-/* ---- the URL and the request bytes ---------------------------------------------------- */
-
-struct http_url {
-    bool tls;
-    uint16_t port;
-    char host[256];
-    const char *path; /* into the URL: path and query, without the fragment */
-    size_t path_len;
-};
-
-static int do_parse_port(const char *p, const char *end, uint16_t *port)
-{
-    unsigned long v = 0;
-    if (p == end || end - p > 5) {
-        return -1;
-    }
-    for (; p < end; p++) {
-        if (*p < '0' || *p > '9') {
-            return -1;
-        }
-        v = v * 10 + (unsigned long)(*p - '0');
-    }
-    if (v == 0 || v > 65535) {
-        return -1;
-    }
-    *port = (uint16_t)v;
-    return 0;
-}
-
-static bool do_host_chars_ok(const char *host, bool bracketed)
-{
-    if (bracketed) {
-        struct in6_addr a6;
-        return uv_inet_pton(AF_INET6, host, &a6) == 0;
-    }
-    for (const char *c = host; *c != '\0'; c++) {
-        bool ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-                  (*c >= '0' && *c <= '9') || *c == '.' || *c == '-' || *c == '_';
-        if (!ok) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* The authority: host or [v6] and an optional :port. No user info: a CA URL never has it. */
-static int do_parse_authority(const char *p, const char *end, struct http_url *u)
-{
-    bool bracketed = *p == '[';
-    const char *host = bracketed ? p + 1 : p;
-    const char *host_end = memchr(host, bracketed ? ']' : ':', (size_t)(end - host));
-    if (host_end == NULL) {
-        if (bracketed) {
-            return -1;
-        }
-        host_end = end;
-    }
-    p = bracketed ? host_end + 1 : host_end;
-    size_t len = (size_t)(host_end - host);
-    if (len == 0 || len >= sizeof(u->host)) {
-        return -1;
-    }
-    memcpy(u->host, host, len);
-    u->host[len] = '\0';
-    if (!do_host_chars_ok(u->host, bracketed)) {
-        return -1;
-    }
-    if (p < end) {
-        if (*p != ':' || do_parse_port(p + 1, end, &u->port) != 0) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int do_parse_url(const char *url, struct http_url *u)
-{
-    memset(u, 0, sizeof(*u));
-    for (const char *c = url; *c != '\0'; c++) {
-        if ((unsigned char)*c <= ' ' || *c == 0x7f) {
-            return -1; /* white space or controls would split the request line */
-        }
-    }
-    const char *p;
-    if (strncasecmp(url, "https://", 8) == 0) {
-        u->tls = true;
-        u->port = 443;
-        p = url + 8;
-    } else if (strncasecmp(url, "http://", 7) == 0) {
-        u->port = 80;
-        p = url + 7;
-    } else {
-        return -1;
-    }
-    const char *end = p + strcspn(p, "/?#");
-    if (do_parse_authority(p, end, u) != 0) {
-        return -1;
-    }
-    u->path = end;
-    u->path_len = strcspn(end, "#");
-    return 0;
-}
-
-static bool do_is_token(const char *s)
-{
-    if (s[0] == '\0') {
-        return false;
-    }
-    for (; *s != '\0'; s++) {
-        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '-')) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* The request head and body in one buffer: it goes out in one write (or one SSL_write). */
-static int do_build_request(struct http_req *r, const char *method, const struct http_url *u,
-                            const char *content_type, const char *body, size_t body_len)
-{
-    char hostport[300];
-    bool v6 = strchr(u->host, ':') != NULL;
-    bool default_port = u->port == (u->tls ? 443 : 80);
-    snprintf(hostport, sizeof(hostport), "%s%s%s", v6 ? "[" : "", u->host, v6 ? "]" : "");
-    if (!default_port) {
-        size_t n = strlen(hostport);
-        snprintf(hostport + n, sizeof(hostport) - n, ":%u", (unsigned)u->port);
-    }
-    char ctype[300] = "";
-    if (content_type != NULL) {
-        if (strpbrk(content_type, "\r\n") != NULL || strlen(content_type) > 256) {
-            return -1;
-        }
-        snprintf(ctype, sizeof(ctype), "Content-Type: %s\r\n", content_type);
-    }
-    char clen[64] = "";
-    if (body_len > 0 || (strcasecmp(method, "GET") != 0 && strcasecmp(method, "HEAD") != 0)) {
-        snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", body_len);
-    }
-    const char *path = u->path_len > 0 ? u->path : "/";
-    int path_len = u->path_len > 0 ? (int)u->path_len : 1;
-    const char *slash = path[0] == '?' ? "/" : "";
-    int head = snprintf(NULL, 0, HTTP_REQUEST_HEAD, method, slash, path_len, path, hostport,
-                        ctype, clen);
-    if (head < 0 || u->path_len > 65536) {
-        return -1;
-    }
-    r->out = malloc((size_t)head + 1 + body_len);
-    if (r->out == NULL) {
-        return -1;
-    }
-    snprintf(r->out, (size_t)head + 1, HTTP_REQUEST_HEAD, method, slash, path_len, path, hostport,
-             ctype, clen);
-    if (body_len > 0) {
-        memcpy(r->out + head, body, body_len);
-    }
-    r->out_len = (size_t)head + body_len;
-    return 0;
 }
 
 /* ---- a request's life ----------------------------------------------------------------- */
@@ -941,7 +776,7 @@ void acme_http_free(struct acme_http *h)
 }
 
 static struct http_req *do_req_new(struct acme_http *h, const char *method,
-                                   const struct http_url *u)
+                                   const struct acme_http_url *u)
 {
     struct http_req *r = calloc(1, sizeof(*r));
     if (r == NULL) {
@@ -966,8 +801,8 @@ int acme_http_request(struct acme_http *h, const char *method, const char *url,
                       const char *content_type, const char *body, size_t body_len,
                       uint64_t timeout_ms, acme_http_cb cb, void *arg)
 {
-    struct http_url u;
-    if (h->closing || !do_is_token(method) || do_parse_url(url, &u) != 0 ||
+    struct acme_http_url u;
+    if (h->closing || !acme_http_is_token(method) || acme_http_parse_url(url, &u) != 0 ||
         (body == NULL && body_len > 0) || body_len > INT_MAX / 2) {
         return -1;
     }
@@ -975,7 +810,8 @@ int acme_http_request(struct acme_http *h, const char *method, const char *url,
     if (r == NULL) {
         return -1;
     }
-    if (do_build_request(r, method, &u, content_type, body, body_len) != 0 ||
+    if (acme_http_build_request(method, &u, content_type, body, body_len, &r->out,
+                                &r->out_len) != 0 ||
         uv_timer_init(h->loop, &r->timer) != 0) {
         free(r->out);
         free(r);
