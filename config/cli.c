@@ -632,6 +632,7 @@ struct cfg *cfg_from_cli(int argc, char **argv, char *err, size_t errlen)
         cfg_errs_add(&e, "(arguments)", "out of memory");
     } else {
         do_build(cfg, &a, &e);
+        cfg_check_challenges_reachable(cfg, "--challenges", &e);
     }
     free(a.from);
     if (e.count > 0) {

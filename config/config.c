@@ -547,6 +547,7 @@ static void do_load_root(struct cfg_loader *ld, const cJSON *root)
     cfg_load_on_demand(ld, cfg_json_get(root, "on_demand"));
     do_load_sites(ld, cfg_json_get(root, "sites"));
     do_check_default_sni(ld);
+    cfg_check_challenges_reachable(ld->cfg, "acme.challenges", ld->e);
 }
 
 /* cJSON stops after the first value; anything but white space after it is an error. */

@@ -448,6 +448,18 @@ static void test_sites(void)
                     "tls.default_sni: expected one of the sites' hosts");
 }
 
+/* Only http-01 and no plain listener: no CA could ever validate. */
+static void test_unreachable_challenge(void)
+{
+    CHECK_DOC_ERROR("{\"listen\":{\"http\":[]},\"acme\":{\"challenges\":[\"http-01\"]},"
+                    "\"sites\":[" SITE_ACME "]}",
+                    "acme.challenges: only \"http-01\" is enabled but nothing listens for plain");
+    struct cfg *cfg = parse("{\"listen\":{\"http\":[]},\"acme\":{\"challenges\":"
+                            "[\"http-01\",\"tls-alpn-01\"]},\"sites\":[" SITE_ACME "]}");
+    CHECK(cfg != NULL);
+    cfg_free(cfg);
+}
+
 int main(void)
 {
     if (getcwd(cwd, sizeof(cwd)) == NULL) {
@@ -459,6 +471,7 @@ int main(void)
     test_url_check();
     test_value_checks();
     test_errors();
+    test_unreachable_challenge();
     test_file_errors();
     test_eab_errors();
     test_sites();

@@ -470,6 +470,13 @@ static void test_help(void)
     CHECK(cfg_cli_wants_help(1, h));
 }
 
+static void test_unreachable_challenge(void)
+{
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--challenges", "http-01",
+                      "--no-redirect"),
+                  "--challenges: only \"http-01\" is enabled but nothing listens");
+}
+
 int main(void)
 {
     if (getcwd(cwd, sizeof(cwd)) == NULL) {
@@ -485,5 +492,6 @@ int main(void)
     test_on_demand_good();
     test_on_demand_errors();
     test_help();
+    test_unreachable_challenge();
     return check_report();
 }
