@@ -199,6 +199,7 @@ struct px_server {
     uint16_t https_port; /* for redirects */
     uv_signal_t sig_term;
     uv_signal_t sig_int;
+    uv_signal_t sig_hup;
     uv_timer_t ticket_timer;
     uv_timer_t drain_timer;
     uv_async_t worker_done;

@@ -181,6 +181,16 @@ static void on_signal(uv_signal_t *s, int signum)
     do_stop(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* Reloading is not there yet: SIGHUP's default action would kill the server, so say so
+ * in the log and keep serving. */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)s;
+    (void)signum;
+    log_msg(CFG_LOG_WARN, "reload_unsupported", "SIGHUP received: this version cannot reload "
+            "its configuration; restart it to apply changes (still serving)");
+}
+
 static void on_rotate_tickets(uv_timer_t *t)
 {
     struct px_server *srv = t->data;
@@ -196,6 +206,7 @@ static void on_worker_done(uv_async_t *a)
     }
     uv_close((uv_handle_t *)&srv->sig_term, NULL);
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
+    uv_close((uv_handle_t *)&srv->sig_hup, NULL);
     uv_close((uv_handle_t *)&srv->ticket_timer, NULL);
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->worker_done, NULL);
@@ -218,6 +229,8 @@ static void do_init_control(struct px_server *srv)
     srv->sig_int.data = srv;
     uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
     uv_signal_start(&srv->sig_int, on_signal, SIGINT);
+    uv_signal_init(srv->loop, &srv->sig_hup);
+    uv_signal_start(&srv->sig_hup, on_sighup, SIGHUP);
     uv_timer_init(srv->loop, &srv->ticket_timer);
     uv_timer_init(srv->loop, &srv->drain_timer);
     srv->ticket_timer.data = srv;
