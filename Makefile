@@ -8,6 +8,9 @@
 #   make bench-ondemand  deps (with bench tools), release build, then bench/ondemand.sh
 #                     (on-demand TLS: first request for a new name, moat vs Caddy, local Pebble)
 #   make fuzz         libFuzzer drivers (clang) for the request-head and config parsers, 60 s each
+#   make image        container image localhost/moat:latest with podman, no Docker daemon
+#                     (deploy/image.sh; docs/deployment.md)
+#   make check-image  build the image, then test it (tests/image/test_image.sh; not in make check)
 #   make clean        remove the build directories
 
 BUILD_DIR ?= build
@@ -24,7 +27,7 @@ SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stack
 # Steps must run in order (deps before the build, release tests before the sanitizer pass);
 # the parallelism is inside cmake --build and ctest.
 .NOTPARALLEL:
-.PHONY: all build deps deps-bench test asan test-asan check demo bench bench-ondemand fuzz clean
+.PHONY: all build deps deps-bench test asan test-asan check demo bench bench-ondemand fuzz image check-image clean
 
 all: build
 
@@ -69,6 +72,12 @@ fuzz: deps
 	cp tests/unit/config/fixtures/*.json $(FUZZ_DIR)/corpus/config/
 	$(FUZZ_DIR)/tests/fuzz/fuzz_request_head -max_total_time=$(FUZZ_SECONDS) -max_len=8192 $(FUZZ_DIR)/corpus/request_head
 	$(FUZZ_DIR)/tests/fuzz/fuzz_config -max_total_time=$(FUZZ_SECONDS) $(FUZZ_DIR)/corpus/config
+
+image:
+	bash deploy/image.sh
+
+check-image:
+	bash tests/image/test_image.sh
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)
