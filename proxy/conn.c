@@ -34,6 +34,7 @@ static void on_handle_closed(uv_handle_t *h)
     px_req_release(c);
     tls_conn_free(c->tls);
     free(c->stash);
+    free(c->held);
     free(c->shutdown_req);
     free(c);
     px_worker_conn_gone(w);
@@ -349,10 +350,9 @@ static void do_handshake(struct px_conn *c)
     px_conn_arm_timer(c, c->w->srv->cfg->timeouts.keepalive_idle);
 }
 
-/* Decrypts everything the read brought and hands it to HTTP. */
-static void do_tls_input(struct px_conn *c, const char *p, size_t n)
+/* Decrypts everything fed so far and hands it to HTTP. */
+static void do_tls_pump(struct px_conn *c)
 {
-    tls_conn_feed(c->tls, p, n);
     if (c->state == PX_CONN_HANDSHAKE) {
         do_handshake(c);
         if (c->state == PX_CONN_HANDSHAKE || c->state == PX_CONN_CLOSED ||
@@ -374,6 +374,37 @@ static void do_tls_input(struct px_conn *c, const char *p, size_t n)
         }
         break;
     }
+}
+
+/* The fed bytes live in the worker's read buffer, which the next read overwrites: a
+ * paused handshake keeps a copy of what it has not consumed; anything else lets go. */
+static void do_tls_unfeed(struct px_conn *c)
+{
+    if (c->state == PX_CONN_CLOSED) {
+        return;
+    }
+    const char *rest = NULL;
+    size_t left = tls_conn_unconsumed(c->tls, &rest);
+    if (c->state == PX_CONN_HANDSHAKE && c->ask != NULL && left > 0 && c->held == NULL) {
+        c->held = malloc(left);
+        if (c->held == NULL) {
+            px_conn_close(c, "out of memory");
+            return;
+        }
+        memcpy(c->held, rest, left);
+        tls_conn_feed(c->tls, c->held, left);
+        return;
+    }
+    if (c->held == NULL) {
+        tls_conn_feed(c->tls, NULL, 0);
+    }
+}
+
+static void do_tls_input(struct px_conn *c, const char *p, size_t n)
+{
+    tls_conn_feed(c->tls, p, n);
+    do_tls_pump(c);
+    do_tls_unfeed(c);
 }
 
 static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -463,5 +494,11 @@ void px_conn_on_answer(struct px_conn *c, const struct px_ask *a)
     }
     px_conn_arm_timer(c, c->w->srv->cfg->timeouts.tls_handshake);
     px_conn_resume_reading(c);
-    do_handshake(c); /* the certificate is in the store now, or the name is refused */
+    char *held = c->held; /* still fed: what arrived behind the ClientHello */
+    c->held = NULL;
+    do_tls_pump(c); /* the certificate is in the store now, or the name is refused */
+    if (held != NULL && c->state != PX_CONN_CLOSED) {
+        tls_conn_feed(c->tls, NULL, 0);
+    }
+    free(held);
 }

@@ -295,6 +295,7 @@ struct px_conn {
     bool shut;
     uv_shutdown_t *shutdown_req;
     struct px_ask *ask;   /* a question to the control thread in flight */
+    char *held;           /* ciphertext a paused handshake has not consumed yet */
     uint64_t tls_wait_ms; /* how long the handshake waited for a certificate */
     char *stash;       /* plaintext read but not parsed yet (pipelining) */
     size_t stash_len;
