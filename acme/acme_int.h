@@ -96,7 +96,7 @@ int acme_alpn_cert_pem(const char *name, const char *key_authorization, char **c
  * the 32-byte digest. Returns 0 and fills out[34], or -1. */
 int acme_alpn_ext_value(const char *key_authorization, uint8_t out[34]);
 
-/* ---- storage (storage.c): a directory several moat instances share ------------------- */
+/* ---- storage (storage.c, storage_lock.c, storage_list.c): shared by instances ----- */
 
 struct acme_storage;
 
@@ -175,7 +175,7 @@ int acme_storage_temp_name(const struct acme_storage *st, const char *base, char
 
 /* ---- DNS (dns.c): declared in acme.h, which the proxy uses too ------------------------ */
 
-/* ---- HTTPS client (https.c) ---------------------------------------------------------- */
+/* ---- HTTPS client (https.c, https_url.c) ---------------------------------------------- */
 
 struct acme_http;
 
