@@ -20,6 +20,7 @@
 
 #include "acme_int.h"
 #include "check.h"
+#include "scratch.h"
 #include "log.h"
 
 static char dir[] = "/tmp/moat-https-test-XXXXXX";
@@ -105,26 +106,6 @@ static const char server_py[] =
     "print(*ports, flush=True)\n"
     "sys.stdin.read()\n";
 
-/* Returns dir/name; the text stays valid for the next three calls. */
-static const char *at(const char *name)
-{
-    static char ring[4][512];
-    static unsigned next;
-    char *p = ring[next++ % 4];
-    snprintf(p, sizeof(ring[0]), "%s/%s", dir, name);
-    return p;
-}
-
-static bool run(const char *cmd)
-{
-    char line[2048];
-    snprintf(line, sizeof(line), "cd '%s' && (%s) >/dev/null 2>&1", dir, cmd);
-    int rc = system(line);
-    if (rc != 0) {
-        fprintf(stderr, "command failed (%d): %s\n", rc, line);
-    }
-    return rc == 0;
-}
 
 #define EC_NEW "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30"
 #define LEAF "-addext basicConstraints=critical,CA:FALSE"
@@ -135,6 +116,7 @@ static bool make_certs(void)
         perror("mkdtemp");
         return false;
     }
+    scratch_dir = dir;
     bool ok = run("openssl req -x509 " EC_NEW " -keyout ca.key -out ca.pem -subj /CN=moat-ca");
     ok = ok && run("openssl req -x509 " EC_NEW " -keyout other.key -out other-ca.pem"
                    " -subj /CN=other-ca");

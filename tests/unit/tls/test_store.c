@@ -15,33 +15,13 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "scratch.h"
 #include "tls.h"
 
 #define VALID_DAYS 30
 
 static char dir[] = "/tmp/moat-tls-test-XXXXXX";
 
-/* Returns dir/name; the text stays valid for the next three calls. */
-static const char *at(const char *name)
-{
-    static char ring[4][512];
-    static unsigned next;
-    char *p = ring[next++ % 4];
-    snprintf(p, sizeof(ring[0]), "%s/%s", dir, name);
-    return p;
-}
-
-/* Runs a shell command inside dir, quietly. Returns true when it exited with 0. */
-static bool run(const char *cmd)
-{
-    char line[2048];
-    snprintf(line, sizeof(line), "cd '%s' && (%s) >/dev/null 2>&1", dir, cmd);
-    int rc = system(line);
-    if (rc != 0) {
-        fprintf(stderr, "command failed (%d): %s\n", rc, line);
-    }
-    return rc == 0;
-}
 
 static bool write_file(const char *name, const char *text)
 {
@@ -64,6 +44,7 @@ static bool make_certs(void)
         perror("mkdtemp");
         return false;
     }
+    scratch_dir = dir;
     bool ok = run("openssl req -x509 " EC_NEW " -keyout ca.key -out ca.pem " DAYS
                   " -subj /CN=moat-test-ca");
     ok = ok && run("openssl req -x509 -CA ca.pem -CAkey ca.key " EC_NEW " -keyout ec.key"
