@@ -481,8 +481,8 @@ class Moat:
         port = self.https_port if scheme == "https" else self.http_port
         return "%s://%s:%d%s" % (scheme, host, port, path)
 
-    def curl_cmd(self, *args, hosts=()):
-        cmd = ["curl", "-sS", "--noproxy", "*", "--cacert", str(self.pki.ca),
+    def curl_cmd(self, *args, hosts=(), cafile=None):
+        cmd = ["curl", "-sS", "--noproxy", "*", "--cacert", str(cafile or self.pki.ca),
                "--max-time", str(int(60 * SLOW))]
         for h in hosts:
             for p in (self.https_port, self.http_port):
@@ -490,13 +490,14 @@ class Moat:
                     cmd += ["--resolve", "%s:%d:127.0.0.1" % (h, p)]
         return cmd + list(args)
 
-    def curl(self, host, path="/", *args, scheme="https", timeout=90):
-        """One request with curl (--cacert CA --resolve host:port:127.0.0.1)."""
+    def curl(self, host, path="/", *args, scheme="https", timeout=90, cafile=None):
+        """One request with curl (--cacert CA --resolve host:port:127.0.0.1); cafile
+        replaces the test PKI's CA (e.g. Pebble's root)."""
         self._n += 1
         body_f = self.dir / ("curl%d.body" % self._n)
         head_f = self.dir / ("curl%d.head" % self._n)
         cmd = self.curl_cmd("-o", str(body_f), "-D", str(head_f), "-w", "%{http_code}",
-                            *args, self.url(host, path, scheme), hosts=[host])
+                            *args, self.url(host, path, scheme), hosts=[host], cafile=cafile)
         t0 = time.monotonic()
         r = subprocess.run(cmd, capture_output=True, timeout=timeout * SLOW, env=clean_env())
         elapsed = time.monotonic() - t0

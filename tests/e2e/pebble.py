@@ -39,8 +39,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (MOAT_BIN, SLOW, CurlResult, _openssl, _register_log, clean_env,
-                      free_port, parse_header_block, stop_process, tail, wait_port)
+from conftest import (MOAT_BIN, SLOW, _openssl, _register_log, clean_env, free_port,
+                      stop_process, tail, wait_port)
 
 PEBBLE_BIN = "/usr/bin/pebble"
 CHALLTESTSRV_BIN = "/usr/bin/pebble-challtestsrv"
@@ -436,25 +436,7 @@ def served_cert(port, host, cafile, timeout=5.0):
 def curl_ca(moat, host, cafile, path="/", *args, timeout=60):
     """Like Moat.curl, but trusting cafile (e.g. Pebble's root) instead of the
     test PKI's CA."""
-    moat._n += 1
-    body_f = moat.dir / ("curlacme%d.body" % moat._n)
-    head_f = moat.dir / ("curlacme%d.head" % moat._n)
-    cmd = ["curl", "-sS", "--noproxy", "*", "--cacert", str(cafile),
-           "--max-time", str(int(30 * SLOW)),
-           "--resolve", "%s:%d:127.0.0.1" % (host, moat.https_port),
-           "-o", str(body_f), "-D", str(head_f), "-w", "%{http_code}", *args,
-           "https://%s:%d%s" % (host, moat.https_port, path)]
-    t0 = time.monotonic()
-    r = subprocess.run(cmd, capture_output=True, timeout=timeout * SLOW, env=clean_env())
-    elapsed = time.monotonic() - t0
-    head = head_f.read_text(errors="replace") if head_f.exists() else ""
-    status, hdrs = parse_header_block(head)
-    body = body_f.read_bytes() if body_f.exists() else b""
-    for f in (body_f, head_f):
-        if f.exists():
-            f.unlink()
-    return CurlResult(r.returncode, status, hdrs, body, r.stderr.decode(errors="replace"),
-                      elapsed)
+    return moat.curl(host, path, *args, timeout=timeout, cafile=cafile)
 
 
 # ---------------------------------------------------------------------------
