@@ -3,9 +3,12 @@
 #ifndef MOAT_TEST_SCRATCH_H
 #define MOAT_TEST_SCRATCH_H
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 static const char *scratch_dir;
 
@@ -29,6 +32,25 @@ static inline bool run(const char *cmd)
         fprintf(stderr, "command failed (%d): %s\n", rc, line);
     }
     return rc == 0;
+}
+
+/* Removes the files in scratch_dir (it holds no subdirectories), then the directory. */
+static inline void scratch_remove(void)
+{
+    DIR *d = opendir(scratch_dir);
+    if (d == NULL) {
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            unlink(at(e->d_name));
+        }
+    }
+    closedir(d);
+    if (rmdir(scratch_dir) != 0) {
+        perror("rmdir");
+    }
 }
 
 #endif

@@ -136,20 +136,7 @@ static bool make_certs(void)
 
 static void remove_certs(void)
 {
-    DIR *d = opendir(dir);
-    if (d == NULL) {
-        return;
-    }
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-            unlink(at(e->d_name));
-        }
-    }
-    closedir(d);
-    if (rmdir(dir) != 0) {
-        perror("rmdir");
-    }
+    scratch_remove();
 }
 
 /* Starts the server in dir with pipes on its stdin and stdout; reads the three ports. */

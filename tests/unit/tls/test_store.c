@@ -70,20 +70,7 @@ static bool make_certs(void)
 
 static void remove_certs(void)
 {
-    DIR *d = opendir(dir);
-    if (d == NULL) {
-        return;
-    }
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-            unlink(at(e->d_name));
-        }
-    }
-    closedir(d);
-    if (rmdir(dir) != 0) {
-        perror("rmdir");
-    }
+    scratch_remove();
 }
 
 static struct tls_cert *load(const char *cert, const char *key)
