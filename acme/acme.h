@@ -56,7 +56,8 @@ struct acme_mgr *acme_mgr_new(uv_loop_t *loop, const struct cfg_acme *cfg,
                               size_t errlen);
 
 /* Asks for one certificate covering names (the first is its main name). The manager loads
- * it from storage when there, else orders it; then it renews it before it expires. */
+ * it from storage when there, else orders it; then it renews it before it expires. Names
+ * already managed are left out; after acme_mgr_start the new certificate is sought at once. */
 int acme_mgr_manage(struct acme_mgr *m, const char *const *names, size_t n);
 
 /* Starts loading and ordering. Never blocks: progress and failures are logged. */
@@ -65,6 +66,17 @@ void acme_mgr_start(struct acme_mgr *m);
 /* Stops timers and cancels requests in flight; frees the manager once its handles closed
  * (the loop must run afterwards). */
 void acme_mgr_free(struct acme_mgr *m);
+
+/* What the manager did since it started, for the metrics page. */
+struct acme_stats {
+    uint64_t orders;            /* orders started with the CA */
+    uint64_t order_failures;    /* orders that ended without a stored certificate */
+    uint64_t obtained;          /* certificates ordered and stored (first ones and renewals) */
+    uint64_t on_demand_refused; /* on-demand names refused by allow, ask or their form */
+};
+
+/* Copies the counters; all zero when m is NULL. Control thread, like every writer. */
+void acme_mgr_stats(const struct acme_mgr *m, struct acme_stats *out);
 
 /* ---- on-demand TLS ------------------------------------------------------------------- */
 

@@ -247,6 +247,7 @@ static void on_order_done(void *arg, int status, const char *error, const char *
         cert = tls_cert_from_pem(pem, len, key, key_len, why, sizeof(why));
         if (cert != NULL && do_validity(pem, len, &nb, &na) == 0 &&
             do_write_stored(s, pem, len, key, key_len, na) == 0) {
+            s->mgr->stats.obtained++;
             bool renewed = s->cert != NULL;
             do_install(s, cert, nb, na);
             do_unlock(s);
@@ -258,6 +259,7 @@ static void on_order_done(void *arg, int status, const char *error, const char *
         tls_cert_unref(cert);
         error = why[0] != '\0' ? why : "cannot store the certificate (check acme.storage)";
     }
+    s->mgr->stats.order_failures++;
     do_unlock(s);
     acme_site_failed(s, error);
 }
@@ -341,10 +343,12 @@ static void do_order(struct acme_site *s)
     }
     s->state = ACME_SITE_ORDERING;
     s->order_start_ms = uv_now(m->loop);
+    m->stats.orders++;
     uv_timer_start(&s->lock_timer, on_lock_refresh, LOCK_REFRESH_MS, LOCK_REFRESH_MS);
     s->order = acme_order_start(m->client, (const char *const *)s->names, s->n_names,
                                 s->chal_index, on_order_done, s);
     if (s->order == NULL) {
+        m->stats.order_failures++;
         do_unlock(s);
         acme_site_failed(s, "cannot start the order (out of memory)");
     }

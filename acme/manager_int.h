@@ -73,6 +73,7 @@ struct acme_mgr {
     size_t n_http01;
     int closing_handles;
     bool closing;
+    bool started; /* acme_mgr_start ran: sites added later start at once */
     /* on-demand */
     const struct cfg_on_demand *od;
     struct acme_site **od_table; /* name -> site, ACME_OD_BUCKETS buckets */
@@ -83,6 +84,7 @@ struct acme_mgr {
     struct acme_ask *asks;       /* the ask answers remembered, and those in flight */
     uint64_t *od_order_times;    /* ring of recent order starts, for the rate limit */
     size_t od_order_next;
+    struct acme_stats stats; /* written and read on the control thread only */
 };
 
 /* ondemand.c */

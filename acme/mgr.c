@@ -234,14 +234,55 @@ struct acme_site *acme_site_new(struct acme_mgr *m, const char *const *names, si
     return s;
 }
 
+static bool do_managed(const struct acme_mgr *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_sites; i++) {
+        for (size_t j = 0; j < m->sites[i]->n_names; j++) {
+            if (strcmp(m->sites[i]->names[j], name) == 0) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* Names already managed are skipped, so a reload naming them again changes nothing. */
 int acme_mgr_manage(struct acme_mgr *m, const char *const *names, size_t n)
 {
-    struct acme_site *s = acme_site_new(m, names, n);
-    return s != NULL && s->n_names == n ? 0 : -ENOMEM;
+    const char **fresh = calloc(n > 0 ? n : 1, sizeof(*fresh));
+    if (fresh == NULL) {
+        return -ENOMEM;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!do_managed(m, names[i])) {
+            fresh[k++] = names[i];
+        }
+    }
+    int rc = 0;
+    if (k > 0) {
+        struct acme_site *s = acme_site_new(m, fresh, k);
+        rc = s != NULL && s->n_names == k ? 0 : -ENOMEM;
+        if (rc == 0 && m->started) {
+            acme_site_start(s);
+        }
+    }
+    free(fresh);
+    return rc;
+}
+
+void acme_mgr_stats(const struct acme_mgr *m, struct acme_stats *out)
+{
+    if (m == NULL) {
+        memset(out, 0, sizeof(*out));
+        return;
+    }
+    *out = m->stats;
 }
 
 void acme_mgr_start(struct acme_mgr *m)
 {
+    m->started = true;
     for (size_t i = 0; i < m->n_sites; i++) {
         acme_site_start(m->sites[i]);
     }

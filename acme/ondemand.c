@@ -32,8 +32,10 @@ static uint64_t do_hash(const char *s)
     return h;
 }
 
-static void do_refuse(acme_obtain_cb cb, void *arg, const char *name, const char *reason)
+static void do_refuse(struct acme_mgr *m, acme_obtain_cb cb, void *arg, const char *name,
+                      const char *reason)
 {
+    m->stats.on_demand_refused++;
     struct log_line l;
     log_begin(&l, CFG_LOG_INFO, "on_demand_refused");
     log_str(&l, "name", name);
@@ -197,7 +199,7 @@ static void do_ask_finish(struct acme_ask *a, bool allowed, const char *why)
         if (allowed) {
             do_proceed(m, a->name, w->cb, w->arg);
         } else {
-            do_refuse(w->cb, w->arg, a->name, why);
+            do_refuse(m, w->cb, w->arg, a->name, why);
         }
         free(w);
         w = next;
@@ -262,7 +264,7 @@ static void do_ask(struct acme_mgr *m, const char *name, acme_obtain_cb cb, void
         if (a->allowed) {
             do_proceed(m, name, cb, arg);
         } else {
-            do_refuse(cb, arg, name, "on_demand.ask refused it (remembered)");
+            do_refuse(m, cb, arg, name, "on_demand.ask refused it (remembered)");
         }
         return;
     }
@@ -311,7 +313,7 @@ void acme_mgr_obtain(struct acme_mgr *m, const char *name, acme_obtain_cb cb, vo
         return;
     }
     if (acme_storage_name_key(name, key, sizeof(key)) != 0 || strchr(name, '*') != NULL) {
-        do_refuse(cb, arg, name, "not a name a certificate can be obtained for");
+        do_refuse(m, cb, arg, name, "not a name a certificate can be obtained for");
         return;
     }
     struct acme_site *s = do_find(m, name);
@@ -333,7 +335,7 @@ void acme_mgr_obtain(struct acme_mgr *m, const char *name, acme_obtain_cb cb, vo
         return;
     }
     if (!do_allowed(m, name)) {
-        do_refuse(cb, arg, name, "not in on_demand.allow");
+        do_refuse(m, cb, arg, name, "not in on_demand.allow");
         return;
     }
     if (m->od->ask != NULL) {

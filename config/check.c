@@ -20,6 +20,8 @@
 #define LINE_MAX_LEN 1024
 #define FILE_QUOTE_MAX 400
 #define MS_PER_S UINT64_C(1000)
+#define ADMIN_DEFAULT_HOST "127.0.0.1"
+#define ADMIN_DEFAULT_PORT 2019
 
 void cfg_errs_init(struct cfg_errs *e, char *buf, size_t cap)
 {
@@ -201,6 +203,35 @@ void cfg_set_defaults(struct cfg *cfg)
     cfg->tls.ticket_rotation_ms = MS_PER_S * 60 * 60 * 12;
     cfg_acme_set_defaults(&cfg->acme);
     cfg_on_demand_set_defaults(&cfg->on_demand);
+    cfg->admin.enabled = true;
+    cfg->admin.listen.port = ADMIN_DEFAULT_PORT;
+    cfg->admin.explicit = false;
+}
+
+int cfg_admin_fill(struct cfg_admin *a)
+{
+    if (!a->enabled || a->listen.host != NULL) {
+        return 0;
+    }
+    a->listen.host = cfg_strdup(ADMIN_DEFAULT_HOST);
+    return a->listen.host != NULL ? 0 : -ENOMEM;
+}
+
+void cfg_health_set_defaults(struct cfg_health *h)
+{
+    memset(h, 0, sizeof(*h));
+    h->interval_ms = 10 * MS_PER_S;
+    h->timeout_ms = 5 * MS_PER_S;
+    h->fail_window_ms = 10 * MS_PER_S;
+    h->fail_duration_ms = 30 * MS_PER_S;
+}
+
+void cfg_health_dispose(struct cfg_health *h)
+{
+    free(h->path);
+    h->path = NULL;
+    free(h->host);
+    h->host = NULL;
 }
 
 bool cfg_listen_overlap(const struct cfg_hostport *a, const struct cfg_hostport *b)
@@ -258,6 +289,17 @@ void cfg_check_readable(const char *file, const char *path, struct cfg_errs *e)
         cfg_errs_add(e, path, "cannot read %s: %s", q, strerror(errno));
     } else if (stat(file, &st) == 0 && S_ISDIR(st.st_mode)) {
         cfg_errs_add(e, path, "cannot read %s: %s", q, strerror(EISDIR));
+    }
+}
+
+void cfg_check_log_file(const char *file, const char *path, struct cfg_errs *e)
+{
+    char q[FILE_QUOTE_MAX];
+    struct stat st;
+
+    if (file != NULL && stat(file, &st) == 0 && S_ISDIR(st.st_mode)) {
+        cfg_quote(q, sizeof(q), file);
+        cfg_errs_add(e, path, "cannot write %s: %s", q, strerror(EISDIR));
     }
 }
 

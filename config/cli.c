@@ -30,6 +30,9 @@ enum cli_opt_id {
     OPT_WORKERS,
     OPT_ACCESS_LOG,
     OPT_LOG_LEVEL,
+    OPT_LOG_FILE,
+    OPT_ADMIN,
+    OPT_USER,
     OPT_ACME_CA,
     OPT_ACME_CA_ROOT,
     OPT_STORAGE,
@@ -61,6 +64,9 @@ static const struct cli_opt cli_opts[OPT_COUNT] = {
     [OPT_WORKERS] = {"--workers", true},
     [OPT_ACCESS_LOG] = {"--access-log", false},
     [OPT_LOG_LEVEL] = {"--log-level", true},
+    [OPT_LOG_FILE] = {"--log-file", true},
+    [OPT_ADMIN] = {"--admin", true},
+    [OPT_USER] = {"--user", true},
     [OPT_ACME_CA] = {"--acme-ca", true},
     [OPT_ACME_CA_ROOT] = {"--acme-ca-root", true},
     [OPT_STORAGE] = {"--storage", true},
@@ -106,6 +112,13 @@ static const char usage[] =
     "  --workers N        worker threads, 0 to 1024 (default 0 = one per CPU)\n"
     "  --access-log       log every request\n"
     "  --log-level LEVEL  debug, info, warn or error (default info)\n"
+    "  --log-file FILE    write the log lines to FILE instead of stderr; SIGUSR1 reopens\n"
+    "                     it (for logrotate)\n"
+    "  --admin ADDR:PORT  admin endpoint (/healthz, /metrics, /certificates, /reload)\n"
+    "                     address, or \"off\" (default 127.0.0.1:2019; no authentication,\n"
+    "                     so keep it on loopback; port 0 = any free port)\n"
+    "  --user NAME        when started as root, switch to this user (name or uid) once\n"
+    "                     the ports are open\n"
     "\n"
     "ACME, for certificates without --cert and --key:\n"
     "  --acme-ca URL      directory URL (default Let's Encrypt; for tests, the staging\n"
@@ -360,6 +373,7 @@ static void do_build_route(struct cfg_site *site, const struct cli_args *a, stru
     site->routes = r;
     site->n_routes = 1;
     r->balance = CFG_BALANCE_ROUND_ROBIN;
+    cfg_health_set_defaults(&r->health);
     r->path_prefix = cfg_strdup("/");
     r->upstreams = calloc(1, sizeof(*r->upstreams));
     if (r->path_prefix == NULL || r->upstreams == NULL) {
@@ -589,12 +603,45 @@ static void do_build_on_demand(struct cfg_on_demand *od, const struct cli_args *
     }
 }
 
+/* --admin, --user and --log-file. The log file is made absolute now, since the process
+ * may change directory. */
+static void do_build_ops(struct cfg *cfg, const struct cli_args *a, struct cfg_errs *e)
+{
+    const char *s = a->value[OPT_ADMIN];
+
+    if (s != NULL) {
+        const char *why = cfg_check_admin_listen(s, &cfg->admin);
+        if (why != NULL) {
+            do_bad_value(e, OPT_ADMIN, why, s);
+        } else {
+            cfg->admin.explicit = true;
+        }
+    }
+    if (cfg_admin_fill(&cfg->admin) != 0) {
+        cfg_errs_add(e, "--admin", "out of memory");
+    }
+    /* The listeners are built: a configured admin address must not take their port. */
+    static const enum cli_opt_id listen_opts[] = {OPT_HTTPS_PORT, OPT_HTTP_PORT};
+    const struct cfg_hostport *listeners[] = {cfg->https_listen, cfg->http_listen};
+    for (size_t i = 0; cfg->admin.explicit && cfg->admin.enabled && i < 2; i++) {
+        if (listeners[i] != NULL && cfg_listen_overlap(&cfg->admin.listen, listeners[i])) {
+            cfg_errs_add(e, "--admin", "port %u is already used by %s", cfg->admin.listen.port,
+                         cli_opts[listen_opts[i]].name);
+            break;
+        }
+    }
+    cfg->user = do_checked_value(a, OPT_USER, cfg_check_user, true, e);
+    cfg->log_file = do_path_value(a, OPT_LOG_FILE, "expected a file path", e);
+    cfg_check_log_file(cfg->log_file, "--log-file", e);
+}
+
 /* Fills cfg from a; the site only when the options it needs are there. */
 static void do_build(struct cfg *cfg, const struct cli_args *a, struct cfg_errs *e)
 {
     cfg_set_defaults(cfg);
     do_build_scalars(cfg, a, e);
     do_build_listen(cfg, a, e);
+    do_build_ops(cfg, a, e);
     do_build_acme(&cfg->acme, a, e);
     do_build_on_demand(&cfg->on_demand, a, e);
     bool cert_pair = (a->value[OPT_CERT] == NULL) == (a->value[OPT_KEY] == NULL);

@@ -17,6 +17,10 @@
 /* A config file larger than this is a mistake (a log file, a binary), not a config. */
 #define MAX_FILE_SIZE (16u * 1024 * 1024)
 
+#define HEALTH_MIN_INTERVAL_MS 100
+#define HEALTH_DEFAULT_MAX_FAILS 3
+#define HEALTH_MAX_FAILS 1000
+
 static void do_get_balance(struct cfg_loader *ld, const cJSON *v, const char *path,
                            enum cfg_balance *out)
 {
@@ -35,7 +39,7 @@ static void do_get_balance(struct cfg_loader *ld, const cJSON *v, const char *pa
 
 static void do_load_log(struct cfg_loader *ld, const cJSON *v)
 {
-    static const char *const keys[] = {"level", "access", NULL};
+    static const char *const keys[] = {"level", "access", "file", NULL};
     const cJSON *item;
 
     if (!cfg_json_object(ld, v, "log", keys)) {
@@ -53,6 +57,43 @@ static void do_load_log(struct cfg_loader *ld, const cJSON *v)
     if (item != NULL) {
         cfg_json_bool(ld, item, "log.access", &ld->cfg->access_log);
     }
+    item = cfg_json_get(v, "file");
+    if (item != NULL) {
+        ld->cfg->log_file = cfg_json_path(ld, item, "log.file", "expected a file path");
+        cfg_check_log_file(ld->cfg->log_file, "log.file", ld->e);
+    }
+}
+
+/* "admin": {"listen": ...}; without it the admin endpoint keeps its default address. */
+static void do_load_admin(struct cfg_loader *ld, const cJSON *v)
+{
+    static const char *const keys[] = {"listen", NULL};
+
+    if (!cfg_json_object(ld, v, "admin", keys)) {
+        return;
+    }
+    const cJSON *item = cfg_json_get(v, "listen");
+    if (item == NULL) {
+        return;
+    }
+    const char *s = cJSON_IsString(item) ? item->valuestring : NULL;
+    const char *why = cfg_check_admin_listen(s, &ld->cfg->admin);
+    if (why != NULL) {
+        cfg_json_expected(ld, "admin.listen", why, item);
+        return;
+    }
+    ld->cfg->admin.explicit = true;
+}
+
+static void do_load_user(struct cfg_loader *ld, const cJSON *v)
+{
+    const char *why = cfg_check_user(cJSON_IsString(v) ? v->valuestring : NULL);
+
+    if (why != NULL) {
+        cfg_json_expected(ld, "user", why, v);
+        return;
+    }
+    ld->cfg->user = cfg_json_string(ld, v, "user", "expected a user name");
 }
 
 static void do_load_timeouts(struct cfg_loader *ld, const cJSON *v)
@@ -225,6 +266,27 @@ static void do_check_listen_overlap(struct cfg_loader *ld, const bool given[2])
     }
 }
 
+/* A configured admin address on a listener's port would fail to bind at start; say so
+ * now. The default address only warns at start when busy, so it is not checked. */
+static void do_check_admin_overlap(struct cfg_loader *ld, const bool given[2])
+{
+    const struct cfg *cfg = ld->cfg;
+    size_t total = cfg->n_https_listen + cfg->n_http_listen;
+    char other[CFG_PATH_MAX];
+
+    if (!cfg->admin.enabled || !cfg->admin.explicit) {
+        return;
+    }
+    for (size_t k = 0; k < total; k++) {
+        const struct cfg_hostport *l = do_listener_at(cfg, k, given, other, sizeof(other));
+        if (cfg_listen_overlap(&cfg->admin.listen, l)) {
+            cfg_errs_add(ld->e, "admin.listen", "port %u is already used by %s",
+                         cfg->admin.listen.port, other);
+            return;
+        }
+    }
+}
+
 static void do_load_listen(struct cfg_loader *ld, const cJSON *v)
 {
     static const char *const keys[] = {"https", "http", NULL};
@@ -242,6 +304,7 @@ static void do_load_listen(struct cfg_loader *ld, const cJSON *v)
                       &cfg->n_http_listen);
     bool given[2] = {https != NULL, http != NULL};
     do_check_listen_overlap(ld, given);
+    do_check_admin_overlap(ld, given);
 }
 
 static void do_load_upstreams(struct cfg_loader *ld, const cJSON *v, const char *path,
@@ -270,10 +333,110 @@ static void do_load_upstreams(struct cfg_loader *ld, const cJSON *v, const char 
     }
 }
 
+/* "health_check": active checks, on as soon as the object names a path. */
+static void do_load_health_check(struct cfg_loader *ld, const cJSON *v, const char *path,
+                                 struct cfg_health *h)
+{
+    static const char *const keys[] = {"path",          "interval", "timeout",
+                                       "expect_status", "host",     NULL};
+    char sub[CFG_PATH_MAX];
+    uint64_t n;
+
+    if (!cfg_json_object(ld, v, path, keys)) {
+        return;
+    }
+    const cJSON *item = cfg_json_get(v, "path");
+    const char *why = cfg_check_health_path(cJSON_IsString(item) ? item->valuestring : NULL);
+    cfg_json_key_path(sub, sizeof(sub), path, "path");
+    if (why != NULL) {
+        cfg_json_expected(ld, sub, why, item);
+    } else {
+        h->path = cfg_json_string(ld, item, sub, "expected a path");
+    }
+    item = cfg_json_get(v, "interval");
+    cfg_json_key_path(sub, sizeof(sub), path, "interval");
+    /* Faster checks would mostly load the upstreams they are meant to watch. */
+    if (item != NULL && cfg_json_duration(ld, item, sub, &n)) {
+        if (n < HEALTH_MIN_INTERVAL_MS) {
+            cfg_json_expected(ld, sub, "expected a duration of at least 100ms", item);
+        } else {
+            h->interval_ms = n;
+        }
+    }
+    item = cfg_json_get(v, "timeout");
+    cfg_json_key_path(sub, sizeof(sub), path, "timeout");
+    if (item != NULL) {
+        cfg_json_duration(ld, item, sub, &h->timeout_ms);
+    }
+    item = cfg_json_get(v, "expect_status");
+    cfg_json_key_path(sub, sizeof(sub), path, "expect_status");
+    if (item != NULL && cfg_json_uint(ld, item, sub, 100, 599, &n)) {
+        h->expect_status = (int)n;
+    }
+    item = cfg_json_get(v, "host");
+    cfg_json_key_path(sub, sizeof(sub), path, "host");
+    if (item != NULL) {
+        why = cfg_check_health_host(cJSON_IsString(item) ? item->valuestring : NULL);
+        if (why != NULL) {
+            cfg_json_expected(ld, sub, why, item);
+        } else {
+            h->host = cfg_json_string(ld, item, sub, "expected a host name");
+        }
+    }
+}
+
+/* "passive_health": the object given, even empty, turns passive checks on. */
+static void do_load_passive_health(struct cfg_loader *ld, const cJSON *v, const char *path,
+                                   struct cfg_health *h)
+{
+    static const char *const keys[] = {"max_fails", "fail_window", "fail_duration", NULL};
+    char sub[CFG_PATH_MAX];
+    uint64_t n;
+
+    if (!cfg_json_object(ld, v, path, keys)) {
+        return;
+    }
+    h->max_fails = HEALTH_DEFAULT_MAX_FAILS;
+    const cJSON *item = cfg_json_get(v, "max_fails");
+    cfg_json_key_path(sub, sizeof(sub), path, "max_fails");
+    if (item != NULL && cfg_json_uint(ld, item, sub, 1, HEALTH_MAX_FAILS, &n)) {
+        h->max_fails = (unsigned)n;
+    }
+    item = cfg_json_get(v, "fail_window");
+    cfg_json_key_path(sub, sizeof(sub), path, "fail_window");
+    if (item != NULL) {
+        cfg_json_duration(ld, item, sub, &h->fail_window_ms);
+    }
+    item = cfg_json_get(v, "fail_duration");
+    cfg_json_key_path(sub, sizeof(sub), path, "fail_duration");
+    if (item != NULL) {
+        cfg_json_duration(ld, item, sub, &h->fail_duration_ms);
+    }
+}
+
+/* The health keys of obj, a route or (for the shorthand route) a site, at path parent. */
+static void do_load_health(struct cfg_loader *ld, const cJSON *obj, const char *parent,
+                           struct cfg_health *h)
+{
+    char sub[CFG_PATH_MAX];
+    const cJSON *item = cfg_json_get(obj, "health_check");
+
+    if (item != NULL) {
+        cfg_json_key_path(sub, sizeof(sub), parent, "health_check");
+        do_load_health_check(ld, item, sub, h);
+    }
+    item = cfg_json_get(obj, "passive_health");
+    if (item != NULL) {
+        cfg_json_key_path(sub, sizeof(sub), parent, "passive_health");
+        do_load_passive_health(ld, item, sub, h);
+    }
+}
+
 static void do_load_route(struct cfg_loader *ld, const cJSON *v, const char *path,
                           struct cfg_route *r)
 {
-    static const char *const keys[] = {"path", "upstreams", "balancing", NULL};
+    static const char *const keys[] = {"path",         "upstreams",      "balancing",
+                                       "health_check", "passive_health", NULL};
     char sub[CFG_PATH_MAX];
 
     if (!cfg_json_object(ld, v, path, keys)) {
@@ -296,6 +459,7 @@ static void do_load_route(struct cfg_loader *ld, const cJSON *v, const char *pat
         cfg_json_key_path(sub, sizeof(sub), path, "balancing");
         do_get_balance(ld, item, sub, &r->balance);
     }
+    do_load_health(ld, v, path, &r->health);
 }
 
 /* The listed routes, in order; n routes were allocated and the first n_listed come from
@@ -346,6 +510,7 @@ static void do_load_shorthand(struct cfg_loader *ld, const cJSON *site_v, const 
         cfg_json_key_path(sub, sizeof(sub), path, "balancing");
         do_get_balance(ld, bal, sub, &r->balance);
     }
+    do_load_health(ld, site_v, path, &r->health);
 }
 
 static void do_load_site_routes(struct cfg_loader *ld, const cJSON *v, const char *path,
@@ -365,9 +530,13 @@ static void do_load_site_routes(struct cfg_loader *ld, const cJSON *v, const cha
         n_listed = cfg_json_array(ld, routes, sub, true);
         n_listed = n_listed < 0 ? 0 : n_listed;
     }
-    if (ups == NULL && cfg_json_get(v, "balancing") != NULL) {
-        cfg_json_key_path(sub, sizeof(sub), path, "balancing");
-        cfg_errs_add(ld->e, sub, "applies only with \"upstreams\"; set it in each route");
+    /* The route settings a site may hold for its shorthand route. */
+    static const char *const route_keys[] = {"balancing", "health_check", "passive_health"};
+    for (size_t k = 0; ups == NULL && k < sizeof(route_keys) / sizeof(route_keys[0]); k++) {
+        if (cfg_json_get(v, route_keys[k]) != NULL) {
+            cfg_json_key_path(sub, sizeof(sub), path, route_keys[k]);
+            cfg_errs_add(ld->e, sub, "applies only with \"upstreams\"; set it in each route");
+        }
     }
     size_t total = (size_t)n_listed + (ups != NULL ? 1 : 0);
     if (total == 0) {
@@ -379,6 +548,9 @@ static void do_load_site_routes(struct cfg_loader *ld, const cJSON *v, const cha
         return;
     }
     site->n_routes = total;
+    for (size_t j = 0; j < total; j++) {
+        cfg_health_set_defaults(&site->routes[j].health);
+    }
     cfg_json_key_path(sub, sizeof(sub), path, "routes");
     do_load_listed_routes(ld, routes, sub, site, (size_t)n_listed);
     if (ups != NULL) {
@@ -447,8 +619,8 @@ static void do_load_cert(struct cfg_loader *ld, const cJSON *v, const char *path
 
 static void do_load_site(struct cfg_loader *ld, const cJSON *v, size_t i)
 {
-    static const char *const keys[] = {"hosts",     "certificate", "upstreams",
-                                       "balancing", "routes",      NULL};
+    static const char *const keys[] = {"hosts",  "certificate",  "upstreams",      "balancing",
+                                       "routes", "health_check", "passive_health", NULL};
     struct cfg_site *site = &ld->cfg->sites[i];
     char path[CFG_PATH_MAX], hosts[CFG_PATH_MAX], cert_obj[CFG_PATH_MAX];
     char cert[CFG_PATH_MAX], key[CFG_PATH_MAX];
@@ -520,8 +692,8 @@ static void do_check_default_sni(struct cfg_loader *ld)
 static void do_load_root(struct cfg_loader *ld, const cJSON *root)
 {
     static const char *const keys[] = {"workers", "listen",          "log",  "timeouts",  "limits",
-                                       "tls",     "trusted_proxies", "acme", "on_demand", "sites",
-                                       NULL};
+                                       "tls",     "trusted_proxies", "acme", "on_demand", "admin",
+                                       "user",    "sites",           NULL};
     /* Optional sections without a default that depends on other sections. */
     static const char *const sections[] = {"log", "timeouts", "limits", "tls", "trusted_proxies"};
     static void (*const loaders[])(struct cfg_loader *, const cJSON *) = {
@@ -535,6 +707,18 @@ static void do_load_root(struct cfg_loader *ld, const cJSON *root)
     item = cfg_json_get(root, "workers");
     if (item != NULL && cfg_json_uint(ld, item, "workers", 0, CFG_MAX_WORKERS, &n)) {
         ld->cfg->workers = (unsigned)n;
+    }
+    /* Before the listeners, which are checked against the admin address. */
+    item = cfg_json_get(root, "admin");
+    if (item != NULL) {
+        do_load_admin(ld, item);
+    }
+    if (cfg_admin_fill(&ld->cfg->admin) != 0) {
+        cfg_json_oom(ld, "admin.listen");
+    }
+    item = cfg_json_get(root, "user");
+    if (item != NULL) {
+        do_load_user(ld, item);
     }
     do_load_listen(ld, cfg_json_get(root, "listen"));
     for (size_t i = 0; i < sizeof(loaders) / sizeof(loaders[0]); i++) {
@@ -698,6 +882,7 @@ static void do_free_route(struct cfg_route *r)
         free(r->upstreams[i].host);
     }
     free(r->upstreams);
+    cfg_health_dispose(&r->health);
 }
 
 static void do_free_site(struct cfg_site *site)
@@ -735,5 +920,8 @@ void cfg_free(struct cfg *cfg)
     free(cfg->sites);
     cfg_acme_dispose(&cfg->acme);
     cfg_on_demand_dispose(&cfg->on_demand);
+    free(cfg->admin.listen.host);
+    free(cfg->user);
+    free(cfg->log_file);
     free(cfg);
 }

@@ -84,11 +84,27 @@ struct cfg_cert_files {
     char *key_file;
 };
 
+/* Health checks of a route's upstreams. Active checks send GET path to each upstream
+ * every interval; passive checks count failed attempts at real requests. An upstream
+ * (host:port) named by several routes has one health state, set up by the first route
+ * in config order that configures a check. */
+struct cfg_health {
+    char *path;                /* NULL: no active checks */
+    char *host;                /* Host header, NULL: the upstream as written */
+    uint64_t interval_ms;      /* between two checks of one upstream ("interval", 10s) */
+    uint64_t timeout_ms;       /* a check not answered by then fails ("timeout", 5s) */
+    int expect_status;         /* the status a passing check answers; 0: any 2xx */
+    unsigned max_fails;        /* 0: passive checks off ("max_fails", 3 once given) */
+    uint64_t fail_window_ms;   /* max_fails failures within this... ("fail_window", 10s) */
+    uint64_t fail_duration_ms; /* ...take the upstream out for this ("fail_duration", 30s) */
+};
+
 struct cfg_route {
     char *path_prefix; /* "/" matches everything */
     struct cfg_hostport *upstreams;
     size_t n_upstreams;
     enum cfg_balance balance;
+    struct cfg_health health;
 };
 
 struct cfg_site {
@@ -123,6 +139,15 @@ struct cfg_tls {
     uint64_t ticket_rotation_ms; /* ticket key lifetime; the previous key still decrypts */
 };
 
+/* The admin endpoint: plain HTTP without authentication, so meant for loopback. */
+struct cfg_admin {
+    bool enabled;               /* false: "off" */
+    struct cfg_hostport listen; /* IP literal host ("localhost" is stored as 127.0.0.1);
+                                 * port 0: any free port. Host NULL when disabled. */
+    bool explicit;              /* the config named the address: failing to bind it is an
+                                 * error, not a warning */
+};
+
 struct cfg {
     unsigned workers; /* 0 means one per CPU; the caller resolves it */
     struct cfg_hostport *https_listen;
@@ -131,6 +156,7 @@ struct cfg {
     size_t n_http_listen;
     enum cfg_log_level log_level;
     bool access_log;
+    char *log_file; /* absolute path the log lines go to, or NULL for stderr */
     struct cfg_timeouts timeouts;
     struct cfg_limits limits;
     struct cfg_tls tls;
@@ -140,12 +166,14 @@ struct cfg {
     size_t n_sites;
     struct cfg_acme acme;
     struct cfg_on_demand on_demand;
+    struct cfg_admin admin;
+    char *user; /* user name or numeric uid to switch to when started as root, or NULL */
 };
 
 /* Parses and validates a JSON document. Returns a new cfg owned by the caller, or NULL
  * with every error written to err, one per line ("sites[1].upstreams[0]: expected
- * \"host:port\""), truncated to errlen. Relative certificate paths are taken relative
- * to base_dir when it is not NULL. */
+ * \"host:port\""), truncated to errlen. Relative file paths (certificates, log.file,
+ * acme.storage) are taken relative to base_dir when it is not NULL. */
 struct cfg *cfg_parse(const char *json, size_t len, const char *base_dir, char *err,
                       size_t errlen);
 

@@ -68,6 +68,19 @@ int cfg_hostport_parse(const char *s, bool allow_empty_host, struct cfg_hostport
 const char *cfg_check_upstream(const char *s, struct cfg_hostport *out);
 /* "10.0.0.0/8", "::1/128" or a single address. */
 const char *cfg_check_cidr(const char *s, struct cfg_cidr *out);
+/* The admin address: "off" (disables), or "host:port" / "[v6]:port" with an IP literal or
+ * "localhost" (stored as 127.0.0.1) and a port of 0..65535. On success out->enabled and
+ * out->listen are set (the old host freed); out->explicit is the caller's. */
+const char *cfg_check_admin_listen(const char *s, struct cfg_admin *out);
+/* A user name or a numeric uid: no '/', ':', white space or control bytes, no leading
+ * '-'; digits only must fit a uid (0..4294967294). */
+const char *cfg_check_user(const char *s);
+/* The Host header of health checks: a host name, an IPv4 literal or a bracketed IPv6
+ * literal, optionally followed by ":port" (1..65535). */
+const char *cfg_check_health_host(const char *s);
+/* The path of health checks: starts with '/', printable ASCII without spaces, as it goes
+ * into a request line unchanged. */
+const char *cfg_check_health_path(const char *s);
 
 /* acme.c: the "acme" values. The JSON loader (cfg_load_acme) and the CLI run the same
  * checks, so a value means the same thing in both. */
@@ -128,8 +141,19 @@ struct cfg_site_where {
 };
 
 /* Every value that has a default gets it, the ACME challenges included; heap lists and
- * strings are left alone (cfg_acme_fill adds the ACME ones). */
+ * strings are left alone (cfg_acme_fill adds the ACME ones, cfg_admin_fill the admin
+ * host). */
 void cfg_set_defaults(struct cfg *cfg);
+/* Gives an enabled admin endpoint without a host the default one, 127.0.0.1. Returns 0 or
+ * -ENOMEM. */
+int cfg_admin_fill(struct cfg_admin *a);
+/* A route's health settings before its "health_check" and "passive_health" are read:
+ * no checks, the default durations. Routes are calloc'ed, so every maker calls this. */
+void cfg_health_set_defaults(struct cfg_health *h);
+void cfg_health_dispose(struct cfg_health *h);
+/* Reports file (when not NULL) under path if it names a directory; a file that does not
+ * exist yet is fine, the log file is created at start. */
+void cfg_check_log_file(const char *file, const char *path, struct cfg_errs *e);
 /* Lower-cases and checks the hosts of cfg->sites[i] (NULL entries, already reported by
  * the caller, are skipped), refuses hosts used earlier in this or an earlier site and,
  * for an ACME site, hosts ACME cannot serve (by cfg->on_demand, so set that first), and

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config_int.h"
 
@@ -14,6 +15,8 @@
 #define LABEL_MAX_LEN 63
 /* Fraction digits that count; later ones only decide whether to round up. */
 #define FRACTION_DIGITS 9
+#define USER_MAX_LEN 256
+#define UID_MAX_VALUE UINT64_C(4294967294) /* (uid_t)-1 means "no change" to setuid */
 
 static bool do_is_digit(char c) { return c >= '0' && c <= '9'; }
 
@@ -337,6 +340,125 @@ const char *cfg_check_cidr(const char *s, struct cfg_cidr *out)
     out->prefix = (unsigned)prefix;
     if (!do_host_bits_clear(out->addr, out->family == 4 ? 4 : 16, out->prefix)) {
         return "expected a network address: bits are set after the prefix length";
+    }
+    return NULL;
+}
+
+const char *cfg_check_admin_listen(const char *s, struct cfg_admin *out)
+{
+    struct cfg_hostport hp = {0};
+
+    if (s != NULL && strcmp(s, "off") == 0) {
+        free(out->listen.host);
+        out->listen.host = NULL;
+        out->listen.port = 0;
+        out->enabled = false;
+        return NULL;
+    }
+    int rc = cfg_hostport_parse(s, true, &hp);
+    if (rc == -ENOMEM) {
+        return "out of memory";
+    }
+    if (rc != 0) {
+        return "expected \"host:port\" or \"off\"";
+    }
+    /* An empty host would bind every address; the API has no authentication, so moat
+     * never picks that for the user. */
+    const char *why = NULL;
+    if (hp.host[0] == '\0') {
+        why = "the admin API has no authentication; name a loopback address such as "
+              "\"127.0.0.1:2019\"";
+    } else if (strcasecmp(hp.host, "localhost") == 0) {
+        /* Resolved now so the listener never depends on /etc/hosts or DNS. */
+        free(hp.host);
+        hp.host = cfg_strdup("127.0.0.1");
+        why = hp.host == NULL ? "out of memory" : NULL;
+    } else if (cfg_ip_family(hp.host) == 0) {
+        why = "expected an IP address or \"localhost\" as the host";
+    }
+    if (why != NULL) {
+        free(hp.host);
+        return why;
+    }
+    free(out->listen.host);
+    out->listen = hp;
+    out->enabled = true;
+    return NULL;
+}
+
+const char *cfg_check_user(const char *s)
+{
+    static const char expected[] = "expected a user name or a numeric uid";
+    size_t len = s != NULL ? strlen(s) : 0;
+    uint64_t uid;
+
+    if (len == 0 || len > USER_MAX_LEN || s[0] == '-') {
+        return expected;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= ' ' || c == 0x7f || c == '/' || c == ':') {
+            return expected;
+        }
+    }
+    if (strspn(s, "0123456789") == len && cfg_parse_uint(s, UID_MAX_VALUE, &uid) != 0) {
+        return "expected a uid from 0 to 4294967294";
+    }
+    return NULL;
+}
+
+const char *cfg_check_health_host(const char *s)
+{
+    static const char expected[] =
+        "expected a host name or IP address ([v6] in brackets), optionally with \":port\"";
+    char host[NAME_MAX_LEN + 1];
+    const char *end, *port = NULL;
+    uint64_t n;
+
+    if (s == NULL || s[0] == '\0') {
+        return expected;
+    }
+    bool v6 = s[0] == '[';
+    if (v6) {
+        end = strchr(s, ']');
+        if (end == NULL || (end[1] != '\0' && end[1] != ':')) {
+            return expected;
+        }
+        port = end[1] == ':' ? end + 2 : NULL;
+        s++;
+    } else {
+        end = strchr(s, ':');
+        port = end != NULL ? end + 1 : NULL;
+        end = end != NULL ? end : s + strlen(s);
+    }
+    size_t len = (size_t)(end - s);
+    if (len == 0 || len >= sizeof(host)) {
+        return expected;
+    }
+    memcpy(host, s, len);
+    host[len] = '\0';
+    bool host_ok =
+        v6 ? cfg_ip_family(host) == 6 : cfg_ip_family(host) == 4 || cfg_valid_dns_name(host, true);
+    /* A bare IPv6 literal fails here too: its second colon makes the port unreadable. */
+    if (!host_ok) {
+        return expected;
+    }
+    if (port != NULL && (cfg_parse_uint(port, CFG_MAX_PORT, &n) != 0 || n == 0)) {
+        return expected;
+    }
+    return NULL;
+}
+
+const char *cfg_check_health_path(const char *s)
+{
+    if (s == NULL || s[0] != '/') {
+        return "expected a path starting with \"/\"";
+    }
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= ' ' || c >= 0x7f) {
+            return "expected a path without spaces or control characters";
+        }
     }
     return NULL;
 }

@@ -144,8 +144,8 @@ enum tls_miss px_on_tls_miss(void *arg, struct tls_conn *tc, const char *name, b
         return TLS_MISS_REFUSE;
     }
     if (!challenge) {
-        const struct px_site *site = px_router_site(srv->router, name, strlen(name));
-        if (!srv->cfg->on_demand.enabled || site == NULL || !site->acme) {
+        const struct px_site *site = px_router_site(c->gen->router, name, strlen(name));
+        if (!srv->boot_cfg->on_demand.enabled || site == NULL || !site->acme) {
             return TLS_MISS_REFUSE;
         }
     }

@@ -32,6 +32,7 @@ static void on_handle_closed(uv_handle_t *h)
     }
     struct px_worker *w = c->w;
     px_req_release(c);
+    px_gen_unref(c->gen);
     tls_conn_free(c->tls);
     free(c->stash);
     free(c->held);
@@ -66,6 +67,7 @@ void px_conn_close(struct px_conn *c, const char *reason)
         c->next->prev = c->prev;
     }
     w->n_conns--;
+    px_stat_add(&w->stats.conns_active, (uint64_t)-1);
     uv_close((uv_handle_t *)&c->timer.timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
@@ -117,7 +119,7 @@ static void do_reject(struct px_listener *l)
 void px_conn_accept(struct px_listener *l)
 {
     struct px_worker *w = l->w;
-    const struct cfg *cfg = w->srv->cfg;
+    const struct cfg *cfg = w->gen->cfg;
     if (w->n_conns >= cfg->limits.max_conns_per_worker) {
         do_reject(l);
         return;
@@ -128,6 +130,7 @@ void px_conn_accept(struct px_listener *l)
         return;
     }
     c->w = w;
+    c->gen = px_gen_ref(w->gen);
     uv_tcp_init(&w->loop, &c->tcp);
     px_deadline_init(&w->loop, &c->timer, px_conn_on_timer, c);
     c->tcp.data = c;
@@ -138,6 +141,8 @@ void px_conn_accept(struct px_listener *l)
     }
     w->conns = c;
     w->n_conns++;
+    px_stat_add(&w->stats.conns_total, 1);
+    px_stat_add(&w->stats.conns_active, 1);
     if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) != 0) {
         px_conn_close(c, "accept failed");
         return;
@@ -312,7 +317,8 @@ static void do_pause_handshake(struct px_conn *c)
         log_str(&l, "name", a->name);
         log_str(&l, "client", c->peer);
         log_end(&l);
-        px_conn_arm_timer(c, c->w->srv->cfg->on_demand.timeout_ms);
+        px_stat_add(&c->w->stats.od_waits, 1);
+        px_conn_arm_timer(c, c->w->srv->boot_cfg->on_demand.timeout_ms);
     }
 }
 
@@ -328,6 +334,7 @@ static void do_handshake(struct px_conn *c)
         return;
     }
     if (rc != TLS_OK) {
+        px_stat_add(&c->w->stats.handshake_failures, 1);
         struct log_line l;
         log_begin(&l, CFG_LOG_INFO, "tls_handshake_failed");
         log_str(&l, "client", c->peer);
@@ -341,13 +348,17 @@ static void do_handshake(struct px_conn *c)
         }
         return;
     }
+    px_stat_add(&c->w->stats.handshakes, 1);
+    if (tls_conn_resumed(c->tls)) {
+        px_stat_add(&c->w->stats.resumptions, 1);
+    }
     if (tls_conn_is_challenge(c->tls)) {
         log_msg(CFG_LOG_DEBUG, "acme_tls_alpn_answered", "%s: %s", c->peer, tls_conn_sni(c->tls));
         px_conn_finish(c); /* RFC 8737: nothing follows the validation handshake */
         return;
     }
     px_conn_set_state(c, PX_CONN_IDLE);
-    px_conn_arm_timer(c, c->w->srv->cfg->timeouts.keepalive_idle);
+    px_conn_arm_timer(c, c->gen->cfg->timeouts.keepalive_idle);
 }
 
 /* Decrypts everything fed so far and hands it to HTTP. */
@@ -490,9 +501,10 @@ void px_conn_on_answer(struct px_conn *c, const struct px_ask *a)
     }
     c->tls_wait_ms = uv_now(&c->w->loop) - a->start_ms;
     if (a->kind == PX_ASK_CERT) {
+        px_hist_observe(&c->w->stats.od_wait, c->tls_wait_ms * 1000);
         do_log_answer(c, a);
     }
-    px_conn_arm_timer(c, c->w->srv->cfg->timeouts.tls_handshake);
+    px_conn_arm_timer(c, c->gen->cfg->timeouts.tls_handshake);
     px_conn_resume_reading(c);
     char *held = c->held; /* still fed: what arrived behind the ClientHello */
     c->held = NULL;

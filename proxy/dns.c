@@ -64,15 +64,10 @@ static void do_resolve_target(struct px_target *t)
 
 void px_resolver_start(struct px_server *srv)
 {
-    const char *why = acme_dns_error(srv->dns);
-    if (why != NULL) {
-        log_msg(CFG_LOG_ERROR, "dns_init_failed", "%s", why); /* named upstreams answer 502 */
-    }
-    for (size_t i = 0; i < srv->router->n_targets; i++) {
-        struct px_target *t = srv->router->targets[i];
-        uv_timer_init(srv->loop, &t->resolve_timer);
-        t->resolve_timer.data = t;
-        if (!t->literal) {
+    for (size_t i = 0; i < srv->n_targets; i++) {
+        struct px_target *t = srv->targets[i];
+        if (!t->literal && !t->resolving) {
+            t->resolving = true;
             srv->dns_pending++;
             do_resolve_target(t);
         }
@@ -106,7 +101,7 @@ void px_resolver_wait(struct px_server *srv, uint64_t max_ms)
 
 void px_resolver_stop(struct px_server *srv)
 {
-    for (size_t i = 0; i < srv->router->n_targets; i++) {
-        uv_close((uv_handle_t *)&srv->router->targets[i]->resolve_timer, NULL);
+    for (size_t i = 0; i < srv->n_targets; i++) {
+        uv_close((uv_handle_t *)&srv->targets[i]->resolve_timer, NULL);
     }
 }

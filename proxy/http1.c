@@ -382,10 +382,12 @@ size_t px_http_simple_response(int status, const char *location, bool keep_alive
     char body[128];
     int blen = snprintf(body, sizeof(body), "%d %s\n", status, px_http_reason(status));
     int n = snprintf(out, cap,
-                     "HTTP/1.1 %d %s\r\n%s%s%sContent-Type: text/plain; charset=utf-8\r\n"
+                     "HTTP/1.1 %d %s\r\n%s%s%s%sContent-Type: text/plain; charset=utf-8\r\n"
                      "Content-Length: %d\r\n%s\r\n%s",
                      status, px_http_reason(status), location != NULL ? "Location: " : "",
-                     location != NULL ? location : "", location != NULL ? "\r\n" : "", blen,
+                     location != NULL ? location : "", location != NULL ? "\r\n" : "",
+                     /* every upstream is down: health checks decide within seconds */
+                     status == 503 ? "Retry-After: 1\r\n" : "", blen,
                      keep_alive ? "" : "Connection: close\r\n", body);
     if (n < 0 || (size_t)n >= cap) {
         return 0;

@@ -17,7 +17,7 @@ static int do_usage(FILE *out)
     return out == stdout ? 0 : 2;
 }
 
-static struct cfg *do_load(int argc, char **argv, char *err, size_t errlen)
+static struct cfg *do_load(int argc, char **argv, const char **path, char *err, size_t errlen)
 {
     const char *file = NULL;
     for (int i = 2; i < argc; i++) {
@@ -34,6 +34,7 @@ static struct cfg *do_load(int argc, char **argv, char *err, size_t errlen)
         snprintf(err, errlen, "-c FILE: required");
         return NULL;
     }
+    *path = file;
     return cfg_load_file(file, err, errlen);
 }
 
@@ -89,8 +90,9 @@ int main(int argc, char **argv)
     }
     static char err[16384];
     struct cfg *cfg = NULL;
+    const char *path = NULL; /* re-read on reload */
     if (strcmp(cmd, "run") == 0 || strcmp(cmd, "validate") == 0) {
-        cfg = do_load(argc, argv, err, sizeof(err));
+        cfg = do_load(argc, argv, &path, err, sizeof(err));
     } else if (strcmp(cmd, "proxy") == 0) {
         if (cfg_cli_wants_help(argc - 2, argv + 2)) {
             fputs(cfg_cli_usage(), stdout);
@@ -110,7 +112,5 @@ int main(int argc, char **argv)
         cfg_free(cfg);
         return 0;
     }
-    int rc = px_server_run(cfg);
-    cfg_free(cfg);
-    return rc;
+    return px_server_run(cfg, path); /* takes cfg */
 }

@@ -9,7 +9,6 @@
 #include <uv.h>
 
 #include "acme.h"
-#include "acme.h"
 #include "config.h"
 #include "http1.h"
 #include "log.h"
@@ -35,6 +34,67 @@ void px_deadline_init(uv_loop_t *loop, struct px_deadline *d, uv_timer_cb cb, vo
 void px_deadline_set(struct px_deadline *d, uint64_t ms);
 void px_deadline_clear(struct px_deadline *d);
 
+/* ---- statistics: each counter has one writer (its worker), read by the admin page ---- */
+
+/* A single-writer counter: a plain load and store (no locked add) is enough, and a
+ * reader on another thread sees a whole value. */
+static inline void px_stat_add(_Atomic uint64_t *x, uint64_t n)
+{
+    atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static inline uint64_t px_stat_get(_Atomic uint64_t *x)
+{
+    return atomic_load_explicit(x, memory_order_relaxed);
+}
+
+#define PX_HIST_BUCKETS 11 /* upper bounds in px_hist_bounds_us, then +Inf */
+
+extern const uint64_t px_hist_bounds_us[PX_HIST_BUCKETS];
+
+struct px_hist {
+    _Atomic uint64_t bucket[PX_HIST_BUCKETS + 1]; /* not cumulative; the page sums them */
+    _Atomic uint64_t sum_us;
+    _Atomic uint64_t count;
+};
+
+void px_hist_observe(struct px_hist *h, uint64_t us);
+
+/* Responses by status code: a few slots per worker, claimed by the first code seen; codes
+ * past the last slot are counted under "other". */
+#define PX_CODE_SLOTS 24
+
+struct px_codes {
+    _Atomic uint32_t code[PX_CODE_SLOTS];
+    _Atomic uint64_t n[PX_CODE_SLOTS + 1];
+};
+
+void px_codes_count(struct px_codes *c, int status);
+
+/* One per site name, kept across reloads so the counters continue. */
+struct px_site_stats {
+    struct px_site_stats *next;
+    struct px_codes *w; /* [n_workers] */
+    char name[256];
+};
+
+struct px_target_stats {
+    struct px_hist latency; /* request sent -> response head */
+    _Atomic uint64_t failures;
+};
+
+struct px_worker_stats {
+    _Atomic uint64_t conns_total;
+    _Atomic uint64_t conns_active;
+    _Atomic uint64_t handshakes;
+    _Atomic uint64_t handshake_failures;
+    _Atomic uint64_t resumptions;
+    _Atomic uint64_t od_waits;
+    struct px_hist od_wait;
+    struct px_codes unmatched; /* requests that matched no site */
+};
+
 /* ---- upstream addresses (resolved on the control thread, read by workers) ---------- */
 
 struct px_addrs {
@@ -45,8 +105,12 @@ struct px_addrs {
 
 void px_addrs_unref(struct px_addrs *a);
 
-/* One upstream host:port. The control thread owns it; its address set is swapped under
- * lock and workers take a reference while dialling. */
+struct px_hcheck; /* health.c */
+struct px_worker;
+
+/* One upstream host:port. The control thread owns it for the server's whole life (a
+ * reload reuses it by its label, keeping its addresses, pools and health); its address set
+ * is swapped under lock and workers take a reference while dialling. */
 struct px_target {
     unsigned id; /* index of its per-worker pool */
     char *host;
@@ -56,19 +120,38 @@ struct px_target {
     bool answered;   /* the first resolution finished (either way) */
     pthread_mutex_t lock;
     struct px_addrs *addrs;
+    bool resolving;  /* its resolve timer runs */
     uv_timer_t resolve_timer; /* control loop */
     struct px_server *srv;
+    /* Health: active checks run on the control loop and set down; passive ones count
+     * failures from the workers and set down_until (px_now_ms time). */
+    atomic_bool down;
+    _Atomic uint64_t down_until;
+    atomic_uint fails;
+    _Atomic uint64_t fails_since;
+    const struct cfg_health *check; /* active check settings, from the serving config */
+    uv_timer_t check_timer;
+    struct px_hcheck *checking; /* a check in flight */
+    struct px_target_stats *stats; /* [n_workers] */
 };
 
+/* Whether the target is in rotation now. */
+bool px_target_up(struct px_target *t, uint64_t now_ms);
+/* A worker saw a request to the target fail at the connection level. */
+void px_target_failed(struct px_worker *w, struct px_target *t, const struct cfg_health *h);
+
 struct px_addrs *px_target_addrs(struct px_target *t);
+/* An IP literal's one address, known without resolving. */
+void px_target_literal(struct px_target *t);
 
 struct px_route {
     char *prefix;
     size_t prefix_len;
-    unsigned group_id; /* per-worker round robin cursor */
+    unsigned *rr; /* [n_workers] round robin cursors */
     struct px_target **targets;
     size_t n_targets;
     enum cfg_balance balance;
+    const struct cfg_health *health;
 };
 
 struct px_site {
@@ -77,17 +160,17 @@ struct px_site {
     bool acme; /* no certificate files: its names may be obtained on demand */
     struct px_route *routes; /* sorted by prefix length, longest first */
     size_t n_routes;
+    struct px_site_stats *stats;
 };
 
-/* Immutable after start; built from the config. */
+/* Immutable once built from a config; targets belong to the server. */
 struct px_router {
     struct px_site *sites;
     size_t n_sites;
-    struct px_target **targets;
-    size_t n_targets;
-    size_t n_groups;
 };
 
+/* Builds the router of a config on the control thread, adding the targets it names to the
+ * server's table. */
 struct px_router *px_router_new(const struct cfg *cfg, struct px_server *srv);
 void px_router_free(struct px_router *r);
 const struct px_site *px_router_site(const struct px_router *r, const char *host, size_t len);
@@ -105,9 +188,39 @@ struct px_pool {
     unsigned active; /* requests in flight, for least_conn */
 };
 
+/* A configured listen address: one SO_REUSEPORT socket per worker, bound and listening
+ * on the control thread (where a failure can still refuse a config); each worker takes its
+ * descriptor when it adopts a generation naming it. */
+struct px_lsock {
+    struct px_lsock *next; /* the server's list */
+    char key[300];         /* "https host:port" as configured */
+    char addr[64];         /* the address bound */
+    uint16_t port;
+    bool tls;
+    unsigned n_fds;
+    atomic_int *fds; /* [n_workers]; -1 once a worker took it or it was closed */
+};
+
+/* Everything a connection reads of the configuration, swapped whole by a reload. Each
+ * connection holds the generation it started with; a new request moves it to the newest. */
+struct px_gen {
+    atomic_int refs;
+    unsigned id;
+    struct cfg *cfg;
+    struct px_router *router;
+    struct px_lsock **lsocks;
+    size_t n_lsocks;
+    size_t n_targets; /* the server's target table size when it was built */
+    uint16_t https_port; /* for redirects */
+};
+
+struct px_gen *px_gen_ref(struct px_gen *g);
+void px_gen_unref(struct px_gen *g);
+
 struct px_listener {
     uv_tcp_t tcp;
     struct px_worker *w;
+    struct px_lsock *ls;
     bool tls;
 };
 
@@ -115,6 +228,7 @@ enum px_worker_msg {
     PX_MSG_NONE = 0,
     PX_MSG_DRAIN = 1, /* stop accepting, finish in-flight work */
     PX_MSG_FORCE = 2, /* close everything now */
+    PX_MSG_GEN = 4,   /* adopt next_gen */
 };
 
 /* A question a worker puts to the control thread (a certificate on demand, a challenge
@@ -154,13 +268,15 @@ struct px_worker {
     uv_thread_t thread;
     uv_async_t async;
     atomic_int msg;
+    struct px_gen *gen;                  /* what new connections use */
+    _Atomic(struct px_gen *) next_gen;   /* posted by the control thread */
+    struct px_worker_stats stats;
     struct px_listener **listeners;
     size_t n_listeners;
     struct px_conn *conns; /* every open client connection */
     size_t n_conns;
     bool draining;
     bool stopped;
-    int listen_error; /* first bind/listen failure, reported to the control thread */
     char *readbuf;    /* handed to every read on this loop; consumed before the next */
     bool readbuf_busy;
     char *plainbuf;   /* decrypted bytes of one TLS read */
@@ -170,8 +286,8 @@ struct px_worker {
     size_t uplen;
     struct px_conn *out_owner;   /* whose bytes outbuf holds */
     struct px_upconn *up_owner;  /* whose bytes upbuf holds */
-    struct px_pool *pools;  /* [router->n_targets] */
-    unsigned *rr;           /* [router->n_groups] */
+    struct px_pool *pools;  /* [n_pools], indexed by target id */
+    size_t n_pools;
     llhttp_settings_t req_settings;
     llhttp_settings_t resp_settings;
     struct px_reqbuf **head_free; /* recycled request buffers */
@@ -179,27 +295,41 @@ struct px_worker {
 };
 
 int px_worker_init(struct px_worker *w, struct px_server *srv, unsigned id);
-int px_worker_listen(struct px_worker *w, const struct sockaddr *sa, bool tls);
-int px_worker_listener_addr(struct px_worker *w, size_t i, struct sockaddr_storage *ss);
+/* Hands the worker a new generation (takes the reference); it adopts it on its loop. */
+void px_worker_give_gen(struct px_worker *w, struct px_gen *g);
+/* Before the thread runs: adopt what was given now. */
+void px_worker_adopt(struct px_worker *w);
 int px_worker_start(struct px_worker *w);
 void px_worker_dispose(struct px_worker *w);
 void px_worker_post(struct px_worker *w, enum px_worker_msg msg);
 
 /* ---- the control thread ------------------------------------------------------------- */
 
+struct px_admin; /* admin.c */
+
 struct px_server {
-    struct cfg *cfg;
+    struct px_gen *gen;         /* the newest generation (control thread) */
+    struct px_gen *boot_gen;    /* kept: its config serves acme, admin, tls, workers */
+    const struct cfg *boot_cfg; /* boot_gen->cfg */
+    const char *config_path;    /* NULL for the one-liner: nothing to reload */
+    struct px_admin *admin;     /* NULL when the admin endpoint is off */
     uv_loop_t *loop;
     struct tls_store *store;
     struct tls_server *tls;
-    struct px_router *router;
+    struct px_target **targets; /* every upstream any generation named */
+    size_t n_targets;
+    struct px_lsock *lsocks;    /* every listen socket set bound */
+    struct px_site_stats *site_stats;
+    _Atomic uint64_t reloads_ok;
+    _Atomic uint64_t reloads_failed;
+    _Atomic uint64_t last_reload_ok; /* unix seconds */
     struct acme_mgr *acme; /* NULL when every site has certificate files */
     struct px_worker *workers;
     unsigned n_workers;
-    uint16_t https_port; /* for redirects */
     uv_signal_t sig_term;
     uv_signal_t sig_int;
     uv_signal_t sig_hup;
+    uv_signal_t sig_usr1;
     uv_timer_t ticket_timer;
     uv_timer_t drain_timer;
     uv_async_t worker_done;
@@ -211,10 +341,46 @@ struct px_server {
     bool stopping;
 };
 
-int px_server_run(struct cfg *cfg);
+/* Runs until stopped. config_path is the file cfg came from (re-read on reload), or NULL. */
+int px_server_run(struct cfg *cfg, const char *config_path);
+
+/* Certificate files of a config (server.c): loaded all or nothing, then installed. */
+int px_certs_load(const struct cfg *cfg, struct tls_cert ***out, char *err, size_t errlen);
+void px_certs_install(struct px_server *srv, const struct cfg *cfg, struct tls_cert **certs);
+void px_certs_free(const struct cfg *cfg, struct tls_cert **certs);
+int px_acme_manage_site(struct px_server *srv, const struct cfg_site *s);
+
+/* ---- generations and listen sockets (gen.c) ----------------------------------------- */
+
+/* The generation of a config: router built, listen sockets bound (reusing those of cur
+ * with the same address). Takes cfg. Returns NULL with err on failure. */
+struct px_gen *px_gen_new(struct px_server *srv, struct cfg *cfg, const struct px_gen *cur,
+                          char *err, size_t errlen);
+/* Closes the sockets of lsocks in old that gen no longer names and no worker took. */
+void px_gen_close_dropped(struct px_server *srv, const struct px_gen *old,
+                          const struct px_gen *gen);
+void px_lsocks_free(struct px_server *srv);
+struct px_site_stats *px_site_stats_get(struct px_server *srv, const char *name);
+void px_site_stats_free(struct px_server *srv);
+struct px_target *px_target_get(struct px_server *srv, const struct cfg_hostport *hp);
+void px_targets_free(struct px_server *srv);
+
+/* ---- upstream health (health.c, control thread) ------------------------------------- */
+
+/* Points each target at the active check of the newest generation, starting and stopping
+ * its timer. */
+void px_health_apply(struct px_server *srv);
+void px_health_stop(struct px_server *srv);
+
+/* ---- privileges (privs.c) ----------------------------------------------------------- */
+
+/* Started as root with a user configured: switch to it, keeping only the right to bind
+ * ports below 1024. Returns 0 or -1 with err. */
+int px_drop_privileges(const char *user, char *err, size_t errlen);
 
 /* ---- DNS (control thread; the lookups themselves are acme_dns_*) -------------------- */
 
+/* Starts resolving every named target not resolving yet (new ones after a reload too). */
 void px_resolver_start(struct px_server *srv);
 void px_resolver_stop(struct px_server *srv);
 /* Runs the control loop until every upstream name had a first answer, at most max_ms. */
@@ -247,6 +413,7 @@ enum px_conn_state {
  * access log prints. Recycled through a per-worker free list, so an idle connection holds
  * none and the hot path does not allocate. */
 struct px_reqbuf {
+    size_t cap; /* of raw */
     struct px_head head;
     char method[16];
     char host[256];
@@ -258,8 +425,10 @@ struct px_reqbuf {
 struct px_req {
     struct px_reqbuf *rb; /* NULL between requests */
     struct px_eol_scan scan;
+    const struct px_site *site;
     const struct px_route *route;
     struct px_target *target;
+    uint64_t sent_us; /* when the request went upstream, for the latency histogram */
     struct px_upconn *up;
     char *up_head;       /* the head sent upstream, kept for one retry */
     size_t up_head_len;
@@ -294,6 +463,7 @@ struct px_conn {
     bool close_after_flush;
     bool shut;
     uv_shutdown_t *shutdown_req;
+    struct px_gen *gen;   /* the configuration this connection uses */
     struct px_ask *ask;   /* a question to the control thread in flight */
     char *held;           /* ciphertext a paused handshake has not consumed yet */
     uint64_t tls_wait_ms; /* how long the handshake waited for a certificate */

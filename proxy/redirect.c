@@ -48,7 +48,7 @@ int px_req_plain(struct px_conn *c)
         memcmp(h->raw + h->target.off, CHALLENGE_PREFIX, plen) == 0) {
         return do_challenge(c, h->raw + h->target.off + plen, h->target.len - plen, false);
     }
-    uint16_t port = c->w->srv->https_port;
+    uint16_t port = c->gen->https_port;
     char location[2048];
     char portpart[8] = "";
     if (port != 443 && port != 0) {

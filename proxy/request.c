@@ -110,6 +110,11 @@ static void do_req_begin(struct px_conn *c)
     struct px_worker *w = c->w;
     px_req_release(c);
     memset(&c->req, 0, sizeof(c->req));
+    if (c->gen != w->gen) {
+        /* Between requests nothing of the old generation is in use: move to the newest. */
+        px_gen_unref(c->gen);
+        c->gen = px_gen_ref(w->gen);
+    }
     c->req.start_ms = uv_now(&w->loop);
     c->req.rb = px_worker_reqbuf(w);
     if (c->req.rb == NULL) {
@@ -117,13 +122,18 @@ static void do_req_begin(struct px_conn *c)
         return;
     }
     px_conn_set_state(c, PX_CONN_HEAD);
-    px_conn_arm_timer(c, w->srv->cfg->timeouts.request_head);
+    px_conn_arm_timer(c, c->gen->cfg->timeouts.request_head);
 }
 
 void px_req_log_access(struct px_conn *c)
 {
     struct px_req *r = &c->req;
-    if (!c->w->srv->cfg->access_log || r->status == 0 || r->rb == NULL) {
+    if (r->status == 0 || r->rb == NULL) {
+        return;
+    }
+    px_codes_count(r->site != NULL ? &r->site->stats->w[c->w->id] : &c->w->stats.unmatched,
+                   r->status);
+    if (!c->gen->cfg->access_log) {
         return;
     }
     struct log_line l;
@@ -268,14 +278,14 @@ static bool do_retryable(const struct px_req *r, uint8_t method)
 
 static const struct px_route *do_route(struct px_conn *c)
 {
-    const struct px_router *rt = c->w->srv->router;
+    const struct px_router *rt = c->gen->router;
     const struct px_site *site = px_router_site(rt, c->req.rb->host, strlen(c->req.rb->host));
     if (site == NULL && c->tls != NULL && tls_conn_sni(c->tls) != NULL) {
         const char *sni = tls_conn_sni(c->tls);
         site = px_router_site(rt, sni, strlen(sni));
     }
     /* A Host naming no site (an IP address, say) goes where clients without SNI go. */
-    const char *fallback = c->w->srv->cfg->tls.default_sni;
+    const char *fallback = c->w->srv->boot_cfg->tls.default_sni;
     if (site == NULL && fallback != NULL) {
         site = px_router_site(rt, fallback, strlen(fallback));
     }
@@ -285,6 +295,7 @@ static const struct px_route *do_route(struct px_conn *c)
     if (site == NULL) {
         return NULL;
     }
+    c->req.site = site;
     const struct px_head *h = &c->req.rb->head;
     return px_site_route(site, h->raw + h->target.off, h->target.len);
 }
@@ -293,12 +304,15 @@ static const struct px_route *do_route(struct px_conn *c)
 static int do_forward(struct px_conn *c)
 {
     struct px_req *r = &c->req;
-    const struct cfg *cfg = c->w->srv->cfg;
+    const struct cfg *cfg = c->gen->cfg;
     r->route = do_route(c);
     if (r->route == NULL) {
         return 421;
     }
     r->target = px_balance_pick(c->w, r->route);
+    if (r->target == NULL) {
+        return 503;
+    }
     struct px_fwd f = {
         .method = r->rb->method,
         .client_ip = c->peer,
@@ -358,13 +372,15 @@ static int on_headers_complete(llhttp_t *p)
     int status = do_forward(c);
     if (status != 0) {
         r->status = status;
-        llhttp_set_error_reason(p, status == 421 ? "no site for this host" : "cannot forward");
+        llhttp_set_error_reason(p, status == 421   ? "no site for this host"
+                                   : status == 503 ? "every upstream is down"
+                                                   : "cannot forward");
         return -1;
     }
     px_conn_set_state(c, PX_CONN_PROXY);
     px_deadline_clear(&c->timer);
     if (r->has_body) {
-        px_conn_arm_timer(c, c->w->srv->cfg->timeouts.body_idle);
+        px_conn_arm_timer(c, c->gen->cfg->timeouts.body_idle);
     }
     return 0;
 }
@@ -495,7 +511,7 @@ static void do_next_request(struct px_conn *c)
     px_req_release(c);
     px_conn_set_state(c, PX_CONN_IDLE);
     llhttp_resume(&c->parser);
-    px_conn_arm_timer(c, c->w->srv->cfg->timeouts.keepalive_idle);
+    px_conn_arm_timer(c, c->gen->cfg->timeouts.keepalive_idle);
     if (c->stash_len > 0) {
         char *stash = c->stash;
         size_t n = c->stash_len;
@@ -531,7 +547,7 @@ void px_req_client_drained(struct px_conn *c)
 
 void px_req_on_timer(struct px_conn *c)
 {
-    const struct cfg *cfg = c->w->srv->cfg;
+    const struct cfg *cfg = c->gen->cfg;
     if (c->state == PX_CONN_HEAD) {
         do_fail(c, 408, "request head timeout");
         return;
@@ -619,7 +635,7 @@ void px_conn_on_response_head(struct px_conn *c, const struct px_head *h, const 
         return;
     }
     do_out(c, buf, n);
-    px_conn_arm_timer(c, c->w->srv->cfg->timeouts.body_idle);
+    px_conn_arm_timer(c, c->gen->cfg->timeouts.body_idle);
     if (resp.upgrade) {
         do_enter_tunnel(c);
     }

@@ -1,4 +1,5 @@
-/* router.c - sites, routes and upstream targets built once from the config. */
+/* router.c - sites and routes built from a config, and finding the site and route of a
+ * request. */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +29,7 @@ struct px_addrs *px_target_addrs(struct px_target *t)
 }
 
 /* An IP literal needs no resolver: its one address is known now. */
-static void do_literal(struct px_target *t)
+void px_target_literal(struct px_target *t)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
@@ -47,38 +48,6 @@ static void do_literal(struct px_target *t)
     t->literal = true;
 }
 
-static struct px_target *do_target(struct px_router *r, const struct cfg_hostport *hp,
-                                   struct px_server *srv)
-{
-    char label[300];
-    bool v6 = strchr(hp->host, ':') != NULL;
-    snprintf(label, sizeof(label), v6 ? "[%s]:%u" : "%s:%u", hp->host, hp->port);
-    for (size_t i = 0; i < r->n_targets; i++) {
-        if (strcmp(r->targets[i]->label, label) == 0) {
-            return r->targets[i];
-        }
-    }
-    struct px_target *t = calloc(1, sizeof(*t));
-    struct px_target **grown = realloc(r->targets, (r->n_targets + 1) * sizeof(*grown));
-    if (t == NULL || grown == NULL) {
-        free(t);
-        if (grown != NULL) {
-            r->targets = grown;
-        }
-        return NULL;
-    }
-    r->targets = grown;
-    t->id = (unsigned)r->n_targets;
-    t->host = strdup(hp->host);
-    t->port = hp->port;
-    t->srv = srv;
-    memcpy(t->label, label, sizeof(label));
-    pthread_mutex_init(&t->lock, NULL);
-    do_literal(t);
-    r->targets[r->n_targets++] = t;
-    return t;
-}
-
 static int do_cmp_routes(const void *a, const void *b)
 {
     const struct px_route *ra = a;
@@ -86,8 +55,7 @@ static int do_cmp_routes(const void *a, const void *b)
     return ra->prefix_len < rb->prefix_len ? 1 : (ra->prefix_len > rb->prefix_len ? -1 : 0);
 }
 
-static int do_site(struct px_router *r, struct px_site *s, const struct cfg_site *cs,
-                   struct px_server *srv)
+static int do_site(struct px_site *s, const struct cfg_site *cs, struct px_server *srv)
 {
     s->hosts = cs->hosts; /* borrowed: the config outlives the router */
     s->n_hosts = cs->n_hosts;
@@ -97,19 +65,24 @@ static int do_site(struct px_router *r, struct px_site *s, const struct cfg_site
         return -1;
     }
     s->n_routes = cs->n_routes;
+    s->stats = px_site_stats_get(srv, cs->hosts[0]);
+    if (s->stats == NULL) {
+        return -1;
+    }
     for (size_t i = 0; i < cs->n_routes; i++) {
         const struct cfg_route *cr = &cs->routes[i];
         struct px_route *rt = &s->routes[i];
         rt->prefix = cr->path_prefix;
         rt->prefix_len = strlen(cr->path_prefix);
         rt->balance = cr->balance;
-        rt->group_id = (unsigned)r->n_groups++;
+        rt->health = &cr->health;
+        rt->rr = calloc(srv->boot_cfg->workers, sizeof(*rt->rr));
         rt->targets = calloc(cr->n_upstreams, sizeof(*rt->targets));
-        if (rt->targets == NULL) {
+        if (rt->targets == NULL || rt->rr == NULL) {
             return -1;
         }
         for (size_t j = 0; j < cr->n_upstreams; j++) {
-            rt->targets[j] = do_target(r, &cr->upstreams[j], srv);
+            rt->targets[j] = px_target_get(srv, &cr->upstreams[j]);
             if (rt->targets[j] == NULL) {
                 return -1;
             }
@@ -133,7 +106,7 @@ struct px_router *px_router_new(const struct cfg *cfg, struct px_server *srv)
     }
     r->n_sites = cfg->n_sites;
     for (size_t i = 0; i < cfg->n_sites; i++) {
-        if (do_site(r, &r->sites[i], &cfg->sites[i], srv) != 0) {
+        if (do_site(&r->sites[i], &cfg->sites[i], srv) != 0) {
             px_router_free(r);
             return NULL;
         }
@@ -149,17 +122,10 @@ void px_router_free(struct px_router *r)
     for (size_t i = 0; i < r->n_sites; i++) {
         for (size_t j = 0; j < r->sites[i].n_routes; j++) {
             free(r->sites[i].routes[j].targets);
+            free(r->sites[i].routes[j].rr);
         }
         free(r->sites[i].routes);
     }
-    for (size_t i = 0; i < r->n_targets; i++) {
-        struct px_target *t = r->targets[i];
-        px_addrs_unref(t->addrs);
-        pthread_mutex_destroy(&t->lock);
-        free(t->host);
-        free(t);
-    }
-    free(r->targets);
     free(r->sites);
     free(r);
 }

@@ -1,47 +1,86 @@
-/* server.c - the control thread: start-up from a config, workers, signals, ticket key
- * rotation, and the graceful drain on SIGTERM/SIGINT. */
+/* server.c - the control thread: start-up from a config, workers, signals (reload, log
+ * reopening, drain), ticket key rotation, and the graceful drain on SIGTERM/SIGINT. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "admin.h"
 #include "proxy_int.h"
 
-static int do_load_certificates(struct px_server *srv)
+/* Loads every certificate file of a config, all or nothing, so a reload with a broken
+ * file changes nothing. certs[i] belongs to cfg->sites[i] (NULL for ACME sites). */
+int px_certs_load(const struct cfg *cfg, struct tls_cert ***out, char *err, size_t errlen)
 {
-    const struct cfg *cfg = srv->cfg;
+    struct tls_cert **certs = calloc(cfg->n_sites > 0 ? cfg->n_sites : 1, sizeof(*certs));
+    if (certs == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     for (size_t i = 0; i < cfg->n_sites; i++) {
         const struct cfg_site *s = &cfg->sites[i];
         if (s->cert.cert_file == NULL) {
             continue;
         }
-        char err[512];
-        struct tls_cert *cert = tls_cert_load_pem(s->cert.cert_file, s->cert.key_file, err,
-                                                  sizeof(err));
-        if (cert == NULL) {
-            log_msg(CFG_LOG_ERROR, "certificate_load_failed", "sites[%zu].certificate: %s", i,
-                   err);
+        char why[400];
+        certs[i] = tls_cert_load_pem(s->cert.cert_file, s->cert.key_file, why, sizeof(why));
+        if (certs[i] == NULL) {
+            snprintf(err, errlen, "sites[%zu].certificate: %s", i, why);
+            px_certs_free(cfg, certs);
             return -1;
         }
+    }
+    *out = certs;
+    return 0;
+}
+
+void px_certs_free(const struct cfg *cfg, struct tls_cert **certs)
+{
+    for (size_t i = 0; certs != NULL && i < cfg->n_sites; i++) {
+        tls_cert_unref(certs[i]);
+    }
+    free(certs);
+}
+
+/* Puts loaded certificates in the store under their sites' names. */
+void px_certs_install(struct px_server *srv, const struct cfg *cfg, struct tls_cert **certs)
+{
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        const struct cfg_site *s = &cfg->sites[i];
+        if (certs[i] == NULL) {
+            continue;
+        }
         for (size_t j = 0; j < s->n_hosts; j++) {
-            tls_store_put(srv->store, s->hosts[j], cert);
+            tls_store_put(srv->store, s->hosts[j], certs[i]);
         }
         struct log_line l;
         log_begin(&l, CFG_LOG_INFO, "certificate_loaded");
         log_str(&l, "file", s->cert.cert_file);
         log_int(&l, "names", (int64_t)s->n_hosts);
-        log_int(&l, "not_after", tls_cert_not_after(cert));
+        log_int(&l, "not_after", tls_cert_not_after(certs[i]));
         log_end(&l);
-        tls_cert_unref(cert);
     }
-    return 0;
+}
+
+/* The exact names of a site without certificate files, managed by ACME from now on. */
+int px_acme_manage_site(struct px_server *srv, const struct cfg_site *s)
+{
+    const char *exact[64];
+    size_t n = 0;
+    for (size_t j = 0; j < s->n_hosts && n < 64; j++) {
+        if (strchr(s->hosts[j], '*') == NULL) {
+            exact[n++] = s->hosts[j];
+        }
+    }
+    return n > 0 ? acme_mgr_manage(srv->acme, exact, n) : 0;
 }
 
 /* Sites without certificate files get theirs from the ACME CA: their exact names at
  * start, their other names (wildcards, "*") at the first handshake when on-demand is on. */
 static int do_setup_acme(struct px_server *srv, char *err, size_t errlen)
 {
-    const struct cfg *cfg = srv->cfg;
+    const struct cfg *cfg = srv->boot_cfg;
     for (size_t i = 0; i < cfg->n_sites; i++) {
         const struct cfg_site *s = &cfg->sites[i];
         if (s->cert.cert_file != NULL) {
@@ -53,14 +92,7 @@ static int do_setup_acme(struct px_server *srv, char *err, size_t errlen)
                 return -1;
             }
         }
-        const char *exact[64];
-        size_t n = 0;
-        for (size_t j = 0; j < s->n_hosts && n < 64; j++) {
-            if (strchr(s->hosts[j], '*') == NULL) {
-                exact[n++] = s->hosts[j];
-            }
-        }
-        if (n > 0 && acme_mgr_manage(srv->acme, exact, n) != 0) {
+        if (px_acme_manage_site(srv, s) != 0) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }
@@ -75,77 +107,6 @@ static int do_setup_acme(struct px_server *srv, char *err, size_t errlen)
             return -1;
         }
         srv->questions_open = true;
-    }
-    return 0;
-}
-
-static void do_addr(const struct cfg_hostport *hp, bool v6_any, struct sockaddr_storage *ss)
-{
-    memset(ss, 0, sizeof(*ss));
-    const char *host = hp->host[0] != '\0' ? hp->host : (v6_any ? "::" : "0.0.0.0");
-    if (uv_ip4_addr(host, hp->port, (struct sockaddr_in *)ss) != 0) {
-        uv_ip6_addr(host, hp->port, (struct sockaddr_in6 *)ss);
-    }
-}
-
-static uint16_t do_port(const struct sockaddr_storage *ss)
-{
-    return ss->ss_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)ss)->sin6_port)
-                                     : ntohs(((const struct sockaddr_in *)ss)->sin_port);
-}
-
-/* Binds one configured address on every worker. Port 0 means any free port: the first
- * worker gets one and the others share it. */
-static int do_bind_all(struct px_server *srv, const struct cfg_hostport *hp, bool tls)
-{
-    struct sockaddr_storage ss;
-    do_addr(hp, true, &ss);
-    for (unsigned i = 0; i < srv->n_workers; i++) {
-        struct px_worker *w = &srv->workers[i];
-        int rc = px_worker_listen(w, (struct sockaddr *)&ss, tls);
-        if (rc != 0 && i == 0 && hp->host[0] == '\0' && ss.ss_family == AF_INET6) {
-            do_addr(hp, false, &ss); /* no IPv6 here: all IPv4 addresses then */
-            rc = px_worker_listen(w, (struct sockaddr *)&ss, tls);
-        }
-        if (rc != 0) {
-            log_msg(CFG_LOG_ERROR, "listen_failed", "%s:%u: %s", hp->host, hp->port,
-                   uv_strerror(rc));
-            return -1;
-        }
-        if (i == 0) {
-            px_worker_listener_addr(w, w->n_listeners - 1, &ss);
-        }
-    }
-    char name[64] = "";
-    if (ss.ss_family == AF_INET6) {
-        uv_ip6_name((struct sockaddr_in6 *)&ss, name, sizeof(name));
-    } else {
-        uv_ip4_name((struct sockaddr_in *)&ss, name, sizeof(name));
-    }
-    if (tls && srv->https_port == 0) {
-        srv->https_port = do_port(&ss);
-    }
-    struct log_line l;
-    log_begin(&l, CFG_LOG_INFO, "listening");
-    log_str(&l, "address", name);
-    log_int(&l, "port", do_port(&ss));
-    log_str(&l, "protocol", tls ? "https" : "http");
-    log_int(&l, "workers", srv->n_workers);
-    log_end(&l);
-    return 0;
-}
-
-static int do_listen(struct px_server *srv)
-{
-    for (size_t i = 0; i < srv->cfg->n_https_listen; i++) {
-        if (do_bind_all(srv, &srv->cfg->https_listen[i], true) != 0) {
-            return -1;
-        }
-    }
-    for (size_t i = 0; i < srv->cfg->n_http_listen; i++) {
-        if (do_bind_all(srv, &srv->cfg->http_listen[i], false) != 0) {
-            return -1;
-        }
     }
     return 0;
 }
@@ -167,12 +128,12 @@ static void do_stop(struct px_server *srv, const char *why)
     }
     srv->stopping = true;
     log_msg(CFG_LOG_INFO, "draining", "%s: no new connections, finishing requests in flight "
-           "(up to %llu ms)", why, (unsigned long long)srv->cfg->timeouts.drain);
+           "(up to %llu ms)", why, (unsigned long long)srv->gen->cfg->timeouts.drain);
     uv_timer_stop(&srv->ticket_timer);
     for (unsigned i = 0; i < srv->n_workers; i++) {
         px_worker_post(&srv->workers[i], PX_MSG_DRAIN);
     }
-    uv_timer_start(&srv->drain_timer, on_drain_timeout, srv->cfg->timeouts.drain, 0);
+    uv_timer_start(&srv->drain_timer, on_drain_timeout, srv->gen->cfg->timeouts.drain, 0);
     uv_unref((uv_handle_t *)&srv->drain_timer);
 }
 
@@ -181,14 +142,26 @@ static void on_signal(uv_signal_t *s, int signum)
     do_stop(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-/* Reloading is not there yet: SIGHUP's default action would kill the server, so say so
- * in the log and keep serving. */
 static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    char err[4096];
+    if (px_server_reload(s->data, "SIGHUP", err, sizeof(err)) == -2) {
+        log_msg(CFG_LOG_WARN, "reload_unsupported", "SIGHUP: %s (still serving)", err);
+    }
+}
+
+/* logrotate moved the file away: later lines go to a new one at the configured path. */
+static void on_sigusr1(uv_signal_t *s, int signum)
 {
     (void)s;
     (void)signum;
-    log_msg(CFG_LOG_WARN, "reload_unsupported", "SIGHUP received: this version cannot reload "
-            "its configuration; restart it to apply changes (still serving)");
+    int rc = log_reopen();
+    if (rc != 0) {
+        log_msg(CFG_LOG_ERROR, "log_reopen_failed", "%s", strerror(-rc));
+        return;
+    }
+    log_msg(CFG_LOG_INFO, "log_reopened", "SIGUSR1");
 }
 
 static void on_rotate_tickets(uv_timer_t *t)
@@ -207,9 +180,12 @@ static void on_worker_done(uv_async_t *a)
     uv_close((uv_handle_t *)&srv->sig_term, NULL);
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
     uv_close((uv_handle_t *)&srv->sig_hup, NULL);
+    uv_close((uv_handle_t *)&srv->sig_usr1, NULL);
     uv_close((uv_handle_t *)&srv->ticket_timer, NULL);
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->worker_done, NULL);
+    px_admin_stop(srv);
+    px_health_stop(srv);
     px_resolver_stop(srv);
     acme_dns_free(srv->dns);
     srv->dns = NULL;
@@ -230,56 +206,38 @@ static void do_init_control(struct px_server *srv)
     uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
     uv_signal_start(&srv->sig_int, on_signal, SIGINT);
     uv_signal_init(srv->loop, &srv->sig_hup);
+    srv->sig_hup.data = srv;
     uv_signal_start(&srv->sig_hup, on_sighup, SIGHUP);
+    uv_signal_init(srv->loop, &srv->sig_usr1);
+    uv_signal_start(&srv->sig_usr1, on_sigusr1, SIGUSR1);
     uv_timer_init(srv->loop, &srv->ticket_timer);
     uv_timer_init(srv->loop, &srv->drain_timer);
     srv->ticket_timer.data = srv;
     srv->drain_timer.data = srv;
     uv_async_init(srv->loop, &srv->worker_done, on_worker_done);
     srv->worker_done.data = srv;
-    if (srv->cfg->tls.session_tickets) {
-        uint64_t every = srv->cfg->tls.ticket_rotation_ms;
+    if (srv->boot_cfg->tls.session_tickets) {
+        uint64_t every = srv->boot_cfg->tls.ticket_rotation_ms;
         uv_timer_start(&srv->ticket_timer, on_rotate_tickets, every, every);
-    }
-}
-
-static void on_close_any(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h)) {
-        uv_close(h, NULL);
-    }
-}
-
-/* Start-up failed before the threads ran: close what the worker loops hold. */
-static void do_abandon_workers(struct px_server *srv, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++) {
-        struct px_worker *w = &srv->workers[i];
-        uv_walk(&w->loop, on_close_any, NULL);
-        uv_run(&w->loop, UV_RUN_DEFAULT);
-        uv_loop_close(&w->loop);
-        px_worker_dispose(w);
     }
 }
 
 static int do_start_workers(struct px_server *srv)
 {
-    unsigned n = srv->cfg->workers != 0 ? srv->cfg->workers : uv_available_parallelism();
-    srv->n_workers = n;
+    unsigned n = srv->boot_cfg->workers;
     srv->workers = calloc(n, sizeof(*srv->workers));
     if (srv->workers == NULL) {
         return -1;
     }
+    srv->n_workers = n;
     for (unsigned i = 0; i < n; i++) {
-        if (px_worker_init(&srv->workers[i], srv, i) != 0) {
-            do_abandon_workers(srv, i + 1);
-            return -1;
+        struct px_worker *w = &srv->workers[i];
+        if (px_worker_init(w, srv, i) != 0) {
+            log_msg(CFG_LOG_ERROR, "startup_failed", "worker %u: out of memory", i);
+            abort(); /* loops with handles: nothing sane to unwind this early */
         }
-    }
-    if (do_listen(srv) != 0) {
-        do_abandon_workers(srv, n);
-        return -1;
+        px_worker_give_gen(w, px_gen_ref(srv->gen));
+        px_worker_adopt(w);
     }
     atomic_init(&srv->workers_running, (int)n);
     for (unsigned i = 0; i < n; i++) {
@@ -291,14 +249,22 @@ static int do_start_workers(struct px_server *srv)
     return 0;
 }
 
-static int do_setup(struct px_server *srv, char *err, size_t errlen)
+/* Everything that needs the privileges moat started with: certificate files (keys may be
+ * readable by root alone), the listen sockets and the admin endpoint. */
+static int do_setup_privileged(struct px_server *srv, struct cfg *cfg, char *err, size_t errlen)
 {
-    const struct cfg *cfg = srv->cfg;
     srv->store = tls_store_new();
-    if (srv->store == NULL || do_load_certificates(srv) != 0) {
-        snprintf(err, errlen, "cannot load certificates");
+    if (srv->store == NULL) {
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
+    struct tls_cert **certs;
+    if (px_certs_load(cfg, &certs, err, errlen) != 0) {
+        cfg_free(cfg);
+        return -1;
+    }
+    px_certs_install(srv, cfg, certs);
+    px_certs_free(cfg, certs);
     struct tls_server_opts topts = {
         .default_sni = cfg->tls.default_sni,
         .session_tickets = cfg->tls.session_tickets,
@@ -306,14 +272,20 @@ static int do_setup(struct px_server *srv, char *err, size_t errlen)
     };
     srv->tls = tls_server_new(srv->store, &topts, err, errlen);
     if (srv->tls == NULL) {
+        cfg_free(cfg);
         return -1;
     }
+    srv->gen = px_gen_new(srv, cfg, NULL, err, errlen);
+    if (srv->gen == NULL) {
+        return -1;
+    }
+    srv->boot_gen = px_gen_ref(srv->gen);
+    return px_admin_start(srv, err, errlen);
+}
+
+static int do_setup(struct px_server *srv, char *err, size_t errlen)
+{
     if (do_setup_acme(srv, err, errlen) != 0) {
-        return -1;
-    }
-    srv->router = px_router_new(cfg, srv);
-    if (srv->router == NULL) {
-        snprintf(err, errlen, "out of memory");
         return -1;
     }
     srv->dns = acme_dns_new(srv->loop);
@@ -321,8 +293,13 @@ static int do_setup(struct px_server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    const char *why = acme_dns_error(srv->dns);
+    if (why != NULL) {
+        log_msg(CFG_LOG_ERROR, "dns_init_failed", "%s", why); /* named upstreams answer 502 */
+    }
     px_resolver_start(srv);
     px_resolver_wait(srv, 5000);
+    px_health_apply(srv);
     return 0;
 }
 
@@ -332,29 +309,43 @@ static void do_teardown(struct px_server *srv)
         px_worker_dispose(&srv->workers[i]);
     }
     free(srv->workers);
-    px_router_free(srv->router);
+    px_gen_unref(srv->gen);
+    px_gen_unref(srv->boot_gen);
+    px_lsocks_free(srv);
+    px_targets_free(srv);
+    px_site_stats_free(srv);
     tls_server_free(srv->tls);
     tls_store_free(srv->store);
+    log_close_file();
 }
 
-int px_server_run(struct cfg *cfg)
+int px_server_run(struct cfg *cfg, const char *config_path)
 {
     struct px_server srv;
     memset(&srv, 0, sizeof(srv));
-    srv.cfg = cfg;
+    if (cfg->workers == 0) {
+        cfg->workers = uv_available_parallelism();
+    }
+    srv.boot_cfg = cfg;
+    srv.config_path = config_path;
     srv.loop = uv_default_loop();
     log_set_level(cfg->log_level);
     signal(SIGPIPE, SIG_IGN);
     char err[512] = "";
-    if (do_setup(&srv, err, sizeof(err)) != 0 || do_start_workers(&srv) != 0) {
-        if (err[0] != '\0') {
-            log_msg(CFG_LOG_ERROR, "startup_failed", "%s", err);
-        }
-        srv.n_workers = 0; /* abandoned workers are already disposed */
-        if (srv.router != NULL) {
-            srv.stopping = true;
-            px_resolver_stop(&srv);
-        }
+    if (cfg->log_file != NULL && log_open_file(cfg->log_file, err, sizeof(err)) != 0) {
+        log_msg(CFG_LOG_ERROR, "startup_failed", "log.file: %s", err);
+        cfg_free(cfg);
+        uv_loop_close(srv.loop);
+        return 1;
+    }
+    if (do_setup_privileged(&srv, cfg, err, sizeof(err)) != 0 ||
+        px_drop_privileges(cfg->user, err, sizeof(err)) != 0 ||
+        do_setup(&srv, err, sizeof(err)) != 0) {
+        log_msg(CFG_LOG_ERROR, "startup_failed", "%s", err[0] != '\0' ? err : "unknown error");
+        srv.stopping = true;
+        px_admin_stop(&srv);
+        px_health_stop(&srv);
+        px_resolver_stop(&srv);
         acme_dns_free(srv.dns);
         if (srv.questions_open) {
             px_mailbox_close(&srv.questions);
@@ -365,6 +356,8 @@ int px_server_run(struct cfg *cfg)
         uv_loop_close(srv.loop);
         return 1;
     }
+    atomic_store(&srv.last_reload_ok, (uint64_t)time(NULL));
+    do_start_workers(&srv);
     do_init_control(&srv);
     if (srv.acme != NULL) {
         acme_mgr_start(srv.acme);

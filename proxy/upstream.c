@@ -74,6 +74,10 @@ static void do_fail(struct px_upconn *u, int status, const char *why)
         px_up_close(u, why);
         return;
     }
+    /* A pooled connection the upstream closed meanwhile says nothing about its health. */
+    if (!u->reused && u->state != PX_UP_TUNNEL && !u->head_done) {
+        px_target_failed(u->w, u->target, c->req.route != NULL ? c->req.route->health : NULL);
+    }
     px_conn_on_upstream_error(c, status, why);
 }
 
@@ -118,7 +122,7 @@ static void on_connect(uv_connect_t *req, int status)
     if (u->state == PX_UP_CLOSED) {
         return;
     }
-    px_deadline_set(&u->timer, u->w->srv->cfg->timeouts.upstream_head);
+    px_deadline_set(&u->timer, u->w->gen->cfg->timeouts.upstream_head);
     if (!u->read_paused) {
         uv_read_start((uv_stream_t *)&u->tcp, px_on_alloc, on_up_read);
     }
@@ -160,7 +164,7 @@ static struct px_upconn *do_dial(struct px_worker *w, struct px_target *t, unsig
         px_up_close(u, "connect failed");
         return NULL;
     }
-    px_deadline_set(&u->timer, w->srv->cfg->timeouts.upstream_connect);
+    px_deadline_set(&u->timer, w->gen->cfg->timeouts.upstream_connect);
     return u;
 }
 
@@ -202,7 +206,7 @@ int px_up_dispatch(struct px_conn *c, struct px_target *t, const char *head, siz
         do_pool_unlink(u);
         u->reused = true;
         u->state = PX_UP_ACTIVE;
-        px_deadline_set(&u->timer, w->srv->cfg->timeouts.upstream_head);
+        px_deadline_set(&u->timer, w->gen->cfg->timeouts.upstream_head);
     } else {
         u = do_dial(w, t, 0);
         if (u == NULL) {
@@ -226,6 +230,7 @@ int px_up_dispatch(struct px_conn *c, struct px_target *t, const char *head, siz
     u->counted = true;
     pool->active++;
     c->req.up = u;
+    c->req.sent_us = uv_hrtime() / 1000;
     px_up_send(u, head, len);
     return 0;
 }
@@ -316,7 +321,7 @@ void px_up_release(struct px_upconn *u, bool reusable)
     do_uncount(u);
     u->client = NULL;
     if (!reusable || w->draining || u->state != PX_UP_ACTIVE ||
-        pool->n_idle >= w->srv->cfg->limits.upstream_idle_per_worker) {
+        pool->n_idle >= w->gen->cfg->limits.upstream_idle_per_worker) {
         px_up_close(u, "not reusable");
         return;
     }
@@ -328,13 +333,13 @@ void px_up_release(struct px_upconn *u, bool reusable)
     }
     pool->idle = u;
     pool->n_idle++;
-    px_deadline_set(&u->timer, w->srv->cfg->timeouts.upstream_idle);
+    px_deadline_set(&u->timer, w->gen->cfg->timeouts.upstream_idle);
     px_up_pause(u, false); /* an idle connection reads, to notice the upstream closing it */
 }
 
 void px_up_pool_close_all(struct px_worker *w)
 {
-    for (size_t i = 0; i < w->srv->router->n_targets; i++) {
+    for (size_t i = 0; i < w->n_pools; i++) {
         while (w->pools[i].idle != NULL) {
             px_up_close(w->pools[i].idle, "shutdown");
         }
@@ -373,6 +378,8 @@ static int on_headers_complete(llhttp_t *p)
     if (!interim) {
         u->head_done = true;
         px_deadline_clear(&u->timer);
+        px_hist_observe(&u->target->stats[u->w->id].latency,
+                        uv_hrtime() / 1000 - c->req.sent_us);
     }
     bool is_head = c->req.is_head;
     bool upgrade = status == 101 && c->req.upgrade;
@@ -502,17 +509,28 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- balancing ---------------------------------------------------------------------- */
 
+/* Skips upstreams that health checks took out; NULL when none is left. */
 struct px_target *px_balance_pick(struct px_worker *w, const struct px_route *r)
 {
-    unsigned start = w->rr[r->group_id]++;
-    if (r->n_targets == 1 || r->balance == CFG_BALANCE_ROUND_ROBIN) {
-        return r->targets[start % r->n_targets];
+    unsigned start = r->rr[w->id]++;
+    uint64_t now = px_now_ms();
+    if (r->balance == CFG_BALANCE_ROUND_ROBIN) {
+        for (size_t i = 0; i < r->n_targets; i++) {
+            struct px_target *t = r->targets[(start + i) % r->n_targets];
+            if (px_target_up(t, now)) {
+                return t;
+            }
+        }
+        return NULL;
     }
     /* least_conn: fewest requests in flight from this worker; ties rotate. */
     struct px_target *best = NULL;
     unsigned best_active = 0;
     for (size_t i = 0; i < r->n_targets; i++) {
         struct px_target *t = r->targets[(start + i) % r->n_targets];
+        if (!px_target_up(t, now)) {
+            continue;
+        }
         unsigned active = w->pools[t->id].active;
         if (best == NULL || active < best_active) {
             best = t;

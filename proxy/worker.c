@@ -1,9 +1,8 @@
 /* worker.c - a worker thread: its loop, its listening sockets (SO_REUSEPORT), its
- * connections, and the messages the control thread sends it. */
-#include <errno.h>
+ * connections, and the messages the control thread sends it (drain, a new generation). */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
+#include <unistd.h>
 
 #include "conn_int.h"
 
@@ -11,16 +10,22 @@
 
 struct px_reqbuf *px_worker_reqbuf(struct px_worker *w)
 {
-    struct px_reqbuf *rb;
-    size_t cap = w->srv->cfg->limits.max_request_head;
+    struct px_reqbuf *rb = NULL;
+    size_t cap = w->gen->cfg->limits.max_request_head;
     if (w->n_head_free > 0) {
         rb = w->head_free[--w->n_head_free];
-    } else {
+        if (rb->cap != cap) { /* a reload changed the limit */
+            free(rb);
+            rb = NULL;
+        }
+    }
+    if (rb == NULL) {
         rb = malloc(sizeof(*rb) + cap);
         if (rb == NULL) {
             return NULL;
         }
     }
+    rb->cap = cap;
     px_head_reset(&rb->head, rb->raw, cap);
     rb->method[0] = '\0';
     rb->host[0] = '\0';
@@ -50,14 +55,118 @@ static void on_connection(uv_stream_t *s, int status)
     px_conn_accept(l);
 }
 
+static void on_listener_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 static void do_close_listeners(struct px_worker *w)
 {
     for (size_t i = 0; i < w->n_listeners; i++) {
-        uv_handle_t *h = (uv_handle_t *)&w->listeners[i]->tcp;
-        if (!uv_is_closing(h)) {
-            uv_close(h, NULL);
+        uv_close((uv_handle_t *)&w->listeners[i]->tcp, on_listener_closed);
+    }
+    w->n_listeners = 0;
+}
+
+static bool do_gen_names(const struct px_gen *g, const struct px_lsock *ls)
+{
+    for (size_t i = 0; i < g->n_lsocks; i++) {
+        if (g->lsocks[i] == ls) {
+            return true;
         }
     }
+    return false;
+}
+
+/* Takes this worker's socket of a listen address. Handles must not move once initialised:
+ * each listener is its own allocation. */
+static void do_open_listener(struct px_worker *w, struct px_lsock *ls)
+{
+    int fd = atomic_exchange(&ls->fds[w->id], -1);
+    if (fd < 0) {
+        return; /* dropped again before this worker got to it */
+    }
+    struct px_listener *l = calloc(1, sizeof(*l));
+    if (l == NULL || uv_tcp_init(&w->loop, &l->tcp) != 0) {
+        free(l);
+        close(fd);
+        log_msg(CFG_LOG_ERROR, "listen_failed", "worker %u: %s: out of memory", w->id, ls->key);
+        return;
+    }
+    l->w = w;
+    l->ls = ls;
+    l->tls = ls->tls;
+    l->tcp.data = l;
+    int rc = uv_tcp_open(&l->tcp, fd);
+    if (rc == 0) {
+        rc = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection);
+    }
+    w->listeners[w->n_listeners++] = l;
+    if (rc != 0) {
+        log_msg(CFG_LOG_ERROR, "listen_failed", "worker %u: %s: %s", w->id, ls->key,
+                uv_strerror(rc));
+        uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+        w->n_listeners--;
+    }
+}
+
+/* Moves the worker to the newest generation: listeners it no longer names close, new ones
+ * open, pools grow to cover new targets. Connections keep the generation they hold. */
+void px_worker_adopt(struct px_worker *w)
+{
+    struct px_gen *g = atomic_exchange(&w->next_gen, NULL);
+    if (g == NULL) {
+        return;
+    }
+    if (w->draining) {
+        px_gen_unref(g);
+        return;
+    }
+    if (g->n_targets > w->n_pools) {
+        struct px_pool *grown = realloc(w->pools, g->n_targets * sizeof(*grown));
+        if (grown == NULL) {
+            log_msg(CFG_LOG_ERROR, "reload_failed", "worker %u: out of memory", w->id);
+            px_gen_unref(g);
+            return;
+        }
+        memset(grown + w->n_pools, 0, (g->n_targets - w->n_pools) * sizeof(*grown));
+        w->pools = grown;
+        w->n_pools = g->n_targets;
+    }
+    struct px_listener **grown = realloc(w->listeners,
+                                         (w->n_listeners + g->n_lsocks + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        log_msg(CFG_LOG_ERROR, "reload_failed", "worker %u: out of memory", w->id);
+        px_gen_unref(g);
+        return;
+    }
+    w->listeners = grown;
+    size_t kept = 0;
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        struct px_listener *l = w->listeners[i];
+        if (do_gen_names(g, l->ls)) {
+            w->listeners[kept++] = l;
+        } else {
+            uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+        }
+    }
+    w->n_listeners = kept;
+    for (size_t i = 0; i < g->n_lsocks; i++) {
+        bool have = false;
+        for (size_t k = 0; k < w->n_listeners && !have; k++) {
+            have = w->listeners[k]->ls == g->lsocks[i];
+        }
+        if (!have) {
+            do_open_listener(w, g->lsocks[i]);
+        }
+    }
+    px_gen_unref(w->gen);
+    w->gen = g;
+}
+
+void px_worker_give_gen(struct px_worker *w, struct px_gen *g)
+{
+    px_gen_unref(atomic_exchange(&w->next_gen, g)); /* one never adopted is skipped */
 }
 
 static void do_check_done(struct px_worker *w)
@@ -97,6 +206,9 @@ static void on_async(uv_async_t *a)
 {
     struct px_worker *w = a->data;
     int msg = atomic_exchange(&w->msg, PX_MSG_NONE);
+    if (msg & PX_MSG_GEN) {
+        px_worker_adopt(w);
+    }
     if (msg & PX_MSG_FORCE) {
         do_drain(w, true);
     } else if (msg & PX_MSG_DRAIN) {
@@ -140,60 +252,13 @@ int px_worker_init(struct px_worker *w, struct px_server *srv, unsigned id)
     w->outbuf = malloc(PX_OUT_BUF);
     w->upbuf = malloc(PX_OUT_BUF);
     w->head_free = calloc(HEAD_FREE_MAX, sizeof(*w->head_free));
-    size_t nt = srv->router->n_targets > 0 ? srv->router->n_targets : 1;
-    size_t ng = srv->router->n_groups > 0 ? srv->router->n_groups : 1;
-    w->pools = calloc(nt, sizeof(*w->pools));
-    w->rr = calloc(ng, sizeof(*w->rr));
     if (w->readbuf == NULL || w->plainbuf == NULL || w->outbuf == NULL || w->upbuf == NULL ||
-        w->head_free == NULL || w->pools == NULL || w->rr == NULL) {
+        w->head_free == NULL) {
         return UV_ENOMEM;
     }
     px_req_settings(&w->req_settings);
     px_up_settings(&w->resp_settings);
     return 0;
-}
-
-/* Binds one listening socket of this worker; SO_REUSEPORT lets every worker own a socket
- * on the same address so the kernel spreads connections. Returns 0 or a libuv error. */
-int px_worker_listen(struct px_worker *w, const struct sockaddr *sa, bool tls)
-{
-    /* Handles must not move once initialised: each listener is its own allocation. */
-    struct px_listener **grown = realloc(w->listeners, (w->n_listeners + 1) * sizeof(*grown));
-    if (grown == NULL) {
-        return UV_ENOMEM;
-    }
-    w->listeners = grown;
-    struct px_listener *l = calloc(1, sizeof(*l));
-    if (l == NULL) {
-        return UV_ENOMEM;
-    }
-    l->w = w;
-    l->tls = tls;
-    int rc = uv_tcp_init_ex(&w->loop, &l->tcp, sa->sa_family);
-    if (rc != 0) {
-        free(l);
-        return rc;
-    }
-    w->listeners[w->n_listeners++] = l;
-    l->tcp.data = l;
-    uv_os_fd_t fd;
-    int one = 1;
-    uv_fileno((uv_handle_t *)&l->tcp, &fd);
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
-        return -errno;
-    }
-    rc = uv_tcp_bind(&l->tcp, sa, 0);
-    if (rc == 0) {
-        rc = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection);
-    }
-    return rc;
-}
-
-/* The address a listener ended up on (the port when 0 was asked for). */
-int px_worker_listener_addr(struct px_worker *w, size_t i, struct sockaddr_storage *ss)
-{
-    int len = sizeof(*ss);
-    return uv_tcp_getsockname(&w->listeners[i]->tcp, (struct sockaddr *)ss, &len);
 }
 
 int px_worker_start(struct px_worker *w)
@@ -208,14 +273,13 @@ void px_worker_dispose(struct px_worker *w)
         free(w->head_free[i]);
     }
     free(w->head_free);
-    for (size_t i = 0; i < w->n_listeners; i++) {
-        free(w->listeners[i]);
-    }
-    free(w->listeners);
+    free(w->listeners); /* each one was freed when its handle closed */
+    px_gen_unref(atomic_exchange(&w->next_gen, NULL));
+    px_gen_unref(w->gen);
+    w->gen = NULL;
     free(w->readbuf);
     free(w->plainbuf);
     free(w->outbuf);
     free(w->upbuf);
     free(w->pools);
-    free(w->rr);
 }

@@ -216,3 +216,14 @@ size_t tls_store_count(struct tls_store *store)
     pthread_rwlock_unlock(&store->lock);
     return n;
 }
+
+void tls_store_foreach(struct tls_store *store, tls_store_visit_cb cb, void *arg)
+{
+    pthread_rwlock_rdlock(&store->lock);
+    for (size_t i = 0; i < store->n_buckets; i++) {
+        for (struct store_entry *e = store->buckets[i]; e != NULL; e = e->next) {
+            cb(arg, e->name, e->cert);
+        }
+    }
+    pthread_rwlock_unlock(&store->lock);
+}

@@ -62,6 +62,14 @@ struct tls_cert *tls_store_lookup(struct tls_store *store, const char *name);
 
 size_t tls_store_count(struct tls_store *store);
 
+/* Calls cb once for every entry: its normalized name and its certificate, in no particular
+ * order. It runs on the caller's thread under the store's read lock, so handshakes go on
+ * looking names up meanwhile but tls_store_put and tls_store_remove wait: cb must be quick
+ * and must not call into the store. name and cert are valid during the call only; cb takes
+ * a reference (tls_cert_ref) to keep the certificate. */
+typedef void (*tls_store_visit_cb)(void *arg, const char *name, struct tls_cert *cert);
+void tls_store_foreach(struct tls_store *store, tls_store_visit_cb cb, void *arg);
+
 /* ---- the server context ------------------------------------------------------------ */
 
 struct tls_server_opts {

@@ -91,6 +91,32 @@ def wait_port(port, host="127.0.0.1", timeout=10.0):
     return False
 
 
+def listening_ports(pid):
+    """TCP ports the process `pid` listens on (its sockets in /proc/PID/fd that
+    /proc/PID/net/tcp{,6} shows in LISTEN state)."""
+    inodes = set()
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/%d/net/tcp" % pid, "/proc/%d/net/tcp6" % pid):
+        try:
+            with open(table) as f:
+                next(f)
+                for ln in f:
+                    parts = ln.split()
+                    if parts[3] == "0A" and parts[9] in inodes:  # 0A: LISTEN
+                        ports.add(int(parts[1].rsplit(":", 1)[1], 16))
+        except OSError:
+            pass
+    return ports
+
+
 # ---------------------------------------------------------------------------
 # processes
 
@@ -111,12 +137,33 @@ def stop_process(proc, sig=signal.SIGTERM, timeout=10.0):
 
 def tail(path, max_lines=200):
     try:
-        lines = Path(path).read_text(errors="replace").splitlines()
+        text = Path(path).read_text(errors="replace")
     except OSError as e:
         return "<%s: %s>" % (path, e)
+    return tail_text(text, max_lines)
+
+
+def tail_text(text, max_lines=200):
+    lines = text.splitlines()
     if len(lines) > max_lines:
         lines = ["... (%d lines cut)" % (len(lines) - max_lines)] + lines[-max_lines:]
     return "\n".join(lines)
+
+
+def parse_log_lines(text):
+    """moat's JSON log lines as dicts; other lines are skipped."""
+    out = []
+    for ln in text.splitlines():
+        ln = ln.strip()
+        if not ln.startswith("{"):
+            continue
+        try:
+            obj = json.loads(ln)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            out.append(obj)
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -243,12 +290,12 @@ def _register_log(request, label, path):
 # backend
 
 class Backend:
-    def __init__(self, workdir, name):
+    def __init__(self, workdir, name, port=0):
         self.name = name
         self.stderr_path = Path(workdir) / ("backend-%s.stderr" % name)
-        self._err = open(self.stderr_path, "wb")
+        self._err = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen(
-            [PYTHON, str(HERE / "backend.py"), "--name", name],
+            [PYTHON, str(HERE / "backend.py"), "--name", name, "--port", str(port)],
             stdout=subprocess.PIPE, stderr=self._err, stdin=subprocess.DEVNULL,
             env=clean_env())
         line = b""
@@ -303,10 +350,12 @@ class Backend:
 def backend_factory(tmp_path, request):
     started = []
 
-    def start(name="backend"):
-        b = Backend(tmp_path, name)
+    def start(name="backend", port=0):
+        """port: 0 = a free one; a stopped backend's port starts it again there."""
+        b = Backend(tmp_path, name, port)
         started.append(b)
-        _register_log(request, "backend %s stderr" % name, b.stderr_path)
+        if not any(path == b.stderr_path for _, path in getattr(request.node, "_e2e_logs", [])):
+            _register_log(request, "backend %s stderr" % name, b.stderr_path)
         return b
 
     yield start
@@ -366,6 +415,32 @@ def parse_header_block(text):
     return status, hdrs
 
 
+class Metrics:
+    """The admin endpoint's /metrics page, parsed with prometheus_client (which
+    rejects text that is not valid exposition format)."""
+
+    def __init__(self, text):
+        from prometheus_client.parser import text_string_to_metric_families
+        self.text = text
+        self.families = {f.name: f for f in text_string_to_metric_families(text)}
+        self.samples = [s for f in self.families.values() for s in f.samples]
+
+    def find(self, metric, **labels):
+        """Samples called `metric` whose labels include `labels`."""
+        return [s for s in self.samples if s.name == metric
+                and all(s.labels.get(k) == v for k, v in labels.items())]
+
+    def value(self, metric, default=None, **labels):
+        """The value of the one sample called `metric` with exactly these labels, or
+        default."""
+        hits = [s for s in self.samples if s.name == metric and s.labels == labels]
+        assert len(hits) <= 1, hits
+        return hits[0].value if hits else default
+
+    def __repr__(self):
+        return "<Metrics\n%s>" % self.text
+
+
 class Moat:
     """One moat process run with a generated config file."""
 
@@ -375,29 +450,48 @@ class Moat:
         Moat._seq += 1
         self.dir = Path(workdir) / ("moat%d" % Moat._seq)
         self.dir.mkdir(parents=True)
-        self.config = config
         self.pki = pki
         self.config_path = self.dir / "moat.json"
-        self.config_path.write_text(json.dumps(config, indent=2))
         self.stderr_path = self.dir / "moat.stderr"
         self.stdout_path = self.dir / "moat.stdout"
         self.env = clean_env(env)
         self.proc = None
         self.returncode = None
         self._n = 0
+        self.write_config(config)
+
+    def write_config(self, config):
+        """Replace the config file (a dict, or raw text for a broken one) atomically;
+        a dict also becomes self.config and sets https_port / http_port / log_path.
+        A running moat only sees it after reload()."""
+        text = config if isinstance(config, str) else json.dumps(config, indent=2)
+        tmp = self.config_path.with_name(self.config_path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.config_path)
+        if isinstance(config, str):
+            return
+        self.config = copy.deepcopy(config)
         listen = config.get("listen", {})
         self.https_port = int(listen["https"][0].rsplit(":", 1)[1]) if listen.get("https") else None
         self.http_port = int(listen["http"][0].rsplit(":", 1)[1]) if listen.get("http") else None
+        log_file = (config.get("log") or {}).get("file")
+        self.log_path = (self.dir / log_file) if log_file else None
 
     # -- lifecycle ------------------------------------------------------
-    def start(self, timeout=10.0):
+    def spawn(self, argv=None):
+        """Start the process without waiting for it (argv default: run -c CONFIG)."""
         if not os.path.exists(MOAT_BIN):
             pytest.fail("moat binary not found at %s (set MOAT_BIN)" % MOAT_BIN)
+        self.argv = argv or [MOAT_BIN, "run", "-c", str(self.config_path)]
         self._out = open(self.stdout_path, "wb")
         self._err = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen([MOAT_BIN, "run", "-c", str(self.config_path)],
-                                     stdin=subprocess.DEVNULL, stdout=self._out,
-                                     stderr=self._err, env=self.env)
+        self.proc = subprocess.Popen([str(a) for a in self.argv], stdin=subprocess.DEVNULL,
+                                     stdout=self._out, stderr=self._err, env=self.env)
+        return self
+
+    def start(self, timeout=10.0, argv=None):
+        """spawn() and wait for the "ready" log line."""
+        self.spawn(argv)
         self.wait_ready(timeout * SLOW)
         return self
 
@@ -407,11 +501,17 @@ class Moat:
             if any(e.get("event") == "ready" for e in self.logs()):
                 return
             if self.proc.poll() is not None:
-                pytest.fail("moat exited with %s before ready; config:\n%s\nstderr:\n%s" % (
-                    self.proc.returncode, self.config_path.read_text(), tail(self.stderr_path)))
+                pytest.fail("moat exited with %s before ready; config:\n%s\nlog:\n%s" % (
+                    self.proc.returncode, self.config_path.read_text(), self._log_tails()))
             time.sleep(0.03)
-        pytest.fail("moat not ready after %.0fs; config:\n%s\nstderr:\n%s" % (
-            timeout, self.config_path.read_text(), tail(self.stderr_path)))
+        pytest.fail("moat not ready after %.0fs; config:\n%s\nlog:\n%s" % (
+            timeout, self.config_path.read_text(), self._log_tails()))
+
+    def _log_tails(self):
+        out = tail(self.stderr_path)
+        if self.log_path is not None:
+            out += "\n-- %s:\n%s" % (self.log_path, tail(self.log_path))
+        return out
 
     @property
     def pid(self):
@@ -438,26 +538,24 @@ class Moat:
             return None
 
     # -- logs -----------------------------------------------------------
-    def log_text(self):
+    def stderr_text(self):
         try:
             return self.stderr_path.read_text(errors="replace")
         except OSError:
             return ""
 
+    def log_text(self):
+        """The log: the file of log.file when the config sets one, else stderr."""
+        if self.log_path is None:
+            return self.stderr_text()
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
     def logs(self):
-        """moat's stderr parsed as JSON lines; non-JSON lines are skipped."""
-        out = []
-        for ln in self.log_text().splitlines():
-            ln = ln.strip()
-            if not ln.startswith("{"):
-                continue
-            try:
-                obj = json.loads(ln)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                out.append(obj)
-        return out
+        """moat's log parsed as JSON lines; non-JSON lines are skipped."""
+        return parse_log_lines(self.log_text())
 
     def wait_log(self, pred, timeout=3.0):
         """Poll logs until some entry satisfies pred; return the matches (maybe [])."""
@@ -467,6 +565,61 @@ class Moat:
             if hits or time.monotonic() > deadline:
                 return hits
             time.sleep(0.05)
+
+    def wait_event(self, event, after=0, timeout=5.0):
+        """The first log entry with this event among entries[after:], waiting up to
+        timeout (times SLOW); None when it does not come."""
+        deadline = time.monotonic() + timeout * SLOW
+        while True:
+            for e in self.logs()[after:]:
+                if e.get("event") == event:
+                    return e
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.03)
+
+    # -- admin endpoint and reload ----------------------------------------
+    def admin_port(self, timeout=5.0):
+        """The admin port from the admin_listening log line (key "port")."""
+        e = self.wait_event("admin_listening", timeout=timeout)
+        if e is None:
+            pytest.fail("no admin_listening log line; log:\n%s" % tail_text(self.log_text()))
+        return int(e["port"])
+
+    def admin(self, method, path, headers=None, body=None, timeout=10.0):
+        """One request to the admin endpoint -> (status, {lowercase name: value}, body)."""
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", self.admin_port(), timeout=timeout * SLOW)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            data = r.read()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+        finally:
+            c.close()
+
+    def metrics(self):
+        """GET /metrics parsed with prometheus_client -> Metrics."""
+        status, hdrs, body = self.admin("GET", "/metrics")
+        assert status == 200, (status, hdrs, body[:500])
+        return Metrics(body.decode())
+
+    def reload(self, timeout=10.0):
+        """SIGHUP, then wait for the reloaded / reload_failed line that follows it;
+        returns that log entry."""
+        n = len(self.logs())
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout * SLOW
+        while time.monotonic() < deadline:
+            for e in self.logs()[n:]:
+                if e.get("event") in ("reloaded", "reload_failed"):
+                    return e
+            if self.proc.poll() is not None:
+                pytest.fail("moat exited with %s after SIGHUP; log:\n%s" % (
+                    self.proc.returncode, tail_text(self.log_text())))
+            time.sleep(0.03)
+        pytest.fail("no reloaded/reload_failed line %.0fs after SIGHUP; log:\n%s" % (
+            timeout * SLOW, tail_text(self.log_text())))
 
     # -- memory ---------------------------------------------------------
     def rss_kib(self):
@@ -518,23 +671,32 @@ class Moat:
 def moat_factory(tmp_path, pki, request):
     """start(sites=[...], **top_level_overrides) -> running Moat.
 
-    Fills in workers=1, listen on fresh 127.0.0.1 ports (https + http) and
-    log {level: info, access: true} unless overridden. Pass start=False to get
-    an unstarted Moat (call .start())."""
+    Fills in workers=1, listen on fresh 127.0.0.1 ports (https + http),
+    log {level: info, access: true} and admin {listen: 127.0.0.1:0} unless
+    overridden; a top-level override of None leaves that key out of the config
+    (admin=None: moat's default admin address). Pass start=False to get an
+    unstarted Moat (call .start() or .spawn()); workdir puts its directory
+    somewhere else than the test's tmp_path."""
     started = []
 
-    def start(sites, start=True, env=None, **over):
+    def start(sites, start=True, env=None, workdir=None, **over):
         cfg = {
             "workers": 1,
             "listen": {"https": ["127.0.0.1:%d" % free_port()],
                        "http": ["127.0.0.1:%d" % free_port()]},
             "log": {"level": "info", "access": True},
+            "admin": {"listen": "127.0.0.1:0"},
             "sites": sites,
         }
+        if "admin" in over:
+            del cfg["admin"]
         cfg = deep_merge(cfg, over)
-        m = Moat(tmp_path, cfg, pki, env=env)
+        cfg = {k: v for k, v in cfg.items() if v is not None}
+        m = Moat(workdir or tmp_path, cfg, pki, env=env)
         started.append(m)
         _register_log(request, "moat stderr (%s)" % m.dir.name, m.stderr_path)
+        if m.log_path is not None:
+            _register_log(request, "moat log file (%s)" % m.dir.name, m.log_path)
         if start:
             m.start()
         return m
@@ -543,7 +705,7 @@ def moat_factory(tmp_path, pki, request):
     problems = []
     for m in started:
         m.stop(signal.SIGTERM, timeout=5)
-        text = m.log_text()
+        text = m.stderr_text() + m.log_text()
         for marker in SANITIZER_MARKERS:
             if marker in text:
                 problems.append("%s: %s" % (m.dir.name, marker))

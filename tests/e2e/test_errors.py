@@ -336,13 +336,3 @@ def test_connection_cap_per_worker(pki, backend, moat_factory):
                 raise
             time.sleep(0.1)
     assert any(e.get("event") == "conn_rejected" for e in moat.logs())
-
-
-def test_sighup_keeps_serving(pki, backend, moat_factory):
-    """Reload is not supported yet: SIGHUP must not kill the server."""
-    moat = moat_factory([site(["a.test"], pki.a, [backend])])
-    os.kill(moat.pid, signal.SIGHUP)
-    time.sleep(0.3 * SLOW)
-    r = moat.curl("a.test", "/after-hup")
-    assert r.status == 200, r
-    assert any(e.get("event") == "reload_unsupported" for e in moat.logs())

@@ -448,6 +448,10 @@ static void test_help(void)
                                              "--workers",
                                              "--access-log",
                                              "--log-level",
+                                             "--log-file",
+                                             "--admin ADDR:PORT",
+                                             "127.0.0.1:2019",
+                                             "--user NAME",
                                              "--help",
                                              "--acme-ca",
                                              "--acme-ca-root",
@@ -468,6 +472,88 @@ static void test_help(void)
     }
     char *h[] = {"-h"};
     CHECK(cfg_cli_wants_help(1, h));
+}
+
+/* --admin, --user and --log-file; the defaults are those of a config file. */
+static void test_ops_options(void)
+{
+    char want[PATH_MAX + 64];
+
+    struct cfg *cfg = run("--from", "a.test", "--to", "h:1", CERT);
+    CHECK(cfg != NULL);
+    if (cfg != NULL) {
+        CHECK(cfg->admin.enabled && !cfg->admin.explicit);
+        CHECK_STR(cfg->admin.listen.host, "127.0.0.1");
+        CHECK(cfg->admin.listen.port == 2019);
+        CHECK(cfg->user == NULL);
+        CHECK(cfg->log_file == NULL);
+        const struct cfg_health *h = &cfg->sites[0].routes[0].health;
+        CHECK(h->path == NULL && h->host == NULL && h->max_fails == 0);
+        CHECK(h->interval_ms == 10000 && h->timeout_ms == 5000);
+        CHECK(h->fail_window_ms == 10000 && h->fail_duration_ms == 30000);
+    }
+    cfg_free(cfg);
+
+    cfg = run("--from", "a.test", "--to", "h:1", CERT, "--admin", "[::1]:0", "--user", "moat",
+              "--log-file", "logs/moat.log");
+    CHECK(cfg != NULL);
+    if (cfg != NULL) {
+        CHECK(cfg->admin.enabled && cfg->admin.explicit);
+        CHECK_STR(cfg->admin.listen.host, "::1");
+        CHECK(cfg->admin.listen.port == 0);
+        CHECK_STR(cfg->user, "moat");
+        snprintf(want, sizeof(want), "%s/logs/moat.log", cwd);
+        CHECK_STR(cfg->log_file, want);
+    }
+    cfg_free(cfg);
+
+    cfg = run("--from", "a.test", "--to", "h:1", CERT, "--admin=off", "--user=1000",
+              "--log-file=/var/log/moat.log");
+    CHECK(cfg != NULL);
+    if (cfg != NULL) {
+        CHECK(!cfg->admin.enabled);
+        CHECK(cfg->admin.listen.host == NULL);
+        CHECK_STR(cfg->user, "1000");
+        CHECK_STR(cfg->log_file, "/var/log/moat.log");
+    }
+    cfg_free(cfg);
+
+    cfg = run("--from", "a.test", "--to", "h:1", CERT, "--admin", "localhost:9180");
+    CHECK(cfg != NULL);
+    if (cfg != NULL) {
+        CHECK_STR(cfg->admin.listen.host, "127.0.0.1");
+        CHECK(cfg->admin.listen.port == 9180);
+    }
+    cfg_free(cfg);
+
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--admin", "2019"),
+                  "--admin: expected \"host:port\" or \"off\", got \"2019\"");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--admin", ":2019"),
+                  "--admin: the admin API has no authentication; name a loopback address");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--admin", "admin.test:1"),
+                  "--admin: expected an IP address or \"localhost\" as the host");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--admin", "127.0.0.1:443"),
+                  "--admin: port 443 is already used by --https-port");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--https-port", "8443", "--admin",
+                      "127.0.0.1:80"),
+                  "--admin: port 80 is already used by --http-port");
+    cfg = run("--from", "a.test", "--to", "h:1", CERT, "--no-redirect", "--admin", "127.0.0.1:80");
+    CHECK(cfg != NULL); /* no plain listener, so port 80 is free */
+    cfg_free(cfg);
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--admin"),
+                  "--admin: missing value");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--admin", "off", "--admin", "off"),
+                  "--admin: given more than once");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--user", "a:b"),
+                  "--user: expected a user name or a numeric uid, got \"a:b\"");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--user="),
+                  "--user: expected a user name or a numeric uid, got \"\"");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--user", "4294967295"),
+                  "--user: expected a uid from 0 to 4294967294");
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--log-file="),
+                  "--log-file: expected a file path, got \"\"");
+    snprintf(want, sizeof(want), "--log-file: cannot write \"%s/fixtures\": Is a directory", cwd);
+    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", CERT, "--log-file", "fixtures"), want);
 }
 
 static void test_unreachable_challenge(void)
@@ -492,6 +578,7 @@ int main(void)
     test_on_demand_good();
     test_on_demand_errors();
     test_help();
+    test_ops_options();
     test_unreachable_challenge();
     return check_report();
 }

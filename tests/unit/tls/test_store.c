@@ -10,6 +10,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -369,6 +371,218 @@ static void test_store_many(struct tls_cert *ec, struct tls_cert *wild)
     }
     CHECK(missing == 0);
     tls_store_free(s);
+}
+
+/* What one tls_store_foreach saw: every entry, in the order visited. */
+struct seen {
+    size_t n;
+    size_t cap;
+    char (*names)[256];
+    struct tls_cert **certs;
+};
+
+static void on_visit(void *arg, const char *name, struct tls_cert *cert)
+{
+    struct seen *v = arg;
+    if (v->n < v->cap) {
+        snprintf(v->names[v->n], sizeof(v->names[0]), "%s", name);
+        v->certs[v->n] = cert;
+    }
+    v->n++;
+}
+
+static bool seen_init(struct seen *v, size_t cap)
+{
+    memset(v, 0, sizeof(*v));
+    v->cap = cap;
+    v->names = calloc(cap, sizeof(*v->names));
+    v->certs = calloc(cap, sizeof(*v->certs));
+    return v->names != NULL && v->certs != NULL;
+}
+
+static void seen_dispose(struct seen *v)
+{
+    free(v->names);
+    free(v->certs);
+}
+
+/* How many times name was visited, and whether always with want. */
+static size_t seen_count(const struct seen *v, const char *name, const struct tls_cert *want)
+{
+    size_t hits = 0;
+    for (size_t i = 0; i < v->n && i < v->cap; i++) {
+        if (strcmp(v->names[i], name) == 0) {
+            hits += v->certs[i] == want ? 1 : 1000; /* a wrong certificate shows as >= 1000 */
+        }
+    }
+    return hits;
+}
+
+static void test_store_foreach(struct tls_cert *ec, struct tls_cert *wild)
+{
+    struct tls_store *s = tls_store_new();
+    struct seen v = {0};
+    bool ready = s != NULL && seen_init(&v, 16);
+    CHECK(ready);
+    if (!ready) {
+        tls_store_free(s);
+        seen_dispose(&v);
+        return;
+    }
+    tls_store_foreach(s, on_visit, &v);
+    CHECK(v.n == 0);
+
+    /* Names come back normalized, each once, with the certificate it maps to. */
+    CHECK(tls_store_put(s, "a.test", ec) == 0);
+    CHECK(tls_store_put(s, "B.Test.", ec) == 0);
+    CHECK(tls_store_put(s, "*.w.test", wild) == 0);
+    CHECK(tls_store_put(s, "c.test", ec) == 0);
+    CHECK(tls_store_put(s, "c.test", wild) == 0); /* replaced: visited with wild only */
+    v.n = 0;
+    tls_store_foreach(s, on_visit, &v);
+    CHECK(v.n == 4);
+    CHECK(seen_count(&v, "a.test", ec) == 1);
+    CHECK(seen_count(&v, "b.test", ec) == 1);
+    CHECK(seen_count(&v, "*.w.test", wild) == 1);
+    CHECK(seen_count(&v, "c.test", wild) == 1);
+
+    /* A removed name is not visited. */
+    CHECK(tls_store_remove(s, "a.test") == 0);
+    v.n = 0;
+    tls_store_foreach(s, on_visit, &v);
+    CHECK(v.n == 3);
+    CHECK(seen_count(&v, "a.test", ec) == 0);
+    seen_dispose(&v);
+    tls_store_free(s);
+}
+
+/* A certificate the callback took a reference to outlives its entry and the store. */
+static void on_keep(void *arg, const char *name, struct tls_cert *cert)
+{
+    (void)name;
+    struct tls_cert **kept = arg;
+    if (*kept == NULL) {
+        tls_cert_ref(cert);
+        *kept = cert;
+    }
+}
+
+static void test_store_foreach_keep(void)
+{
+    struct tls_store *s = tls_store_new();
+    struct tls_cert *ec = load("ec.pem", "ec.key");
+    CHECK(s != NULL && ec != NULL);
+    if (s == NULL || ec == NULL) {
+        tls_store_free(s);
+        tls_cert_unref(ec);
+        return;
+    }
+    CHECK(tls_store_put(s, "a.test", ec) == 0);
+    tls_cert_unref(ec); /* the store holds the only reference */
+    struct tls_cert *kept = NULL;
+    tls_store_foreach(s, on_keep, &kept);
+    CHECK(kept == ec);
+    tls_store_free(s);
+    if (kept != NULL) {
+        CHECK(has_name(kept, "b.test")); /* ASan reports a use after free otherwise */
+        tls_cert_unref(kept);
+    }
+}
+
+/* Every entry is visited exactly once after the table grew and shrank in count. */
+static void test_store_foreach_many(struct tls_cert *ec, struct tls_cert *wild)
+{
+    enum { N = 3000 };
+    struct tls_store *s = tls_store_new();
+    struct seen v = {0};
+    bool ready = s != NULL && seen_init(&v, N + 1);
+    CHECK(ready);
+    if (!ready) {
+        tls_store_free(s);
+        seen_dispose(&v);
+        return;
+    }
+    char name[64];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "host-%d.many.test", i);
+        tls_store_put(s, name, i % 3 == 0 ? wild : ec);
+    }
+    for (int i = 0; i < N; i += 2) {
+        snprintf(name, sizeof(name), "host-%d.many.test", i);
+        tls_store_remove(s, name);
+    }
+    tls_store_foreach(s, on_visit, &v);
+    CHECK(v.n == N / 2);
+    int wrong = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "host-%d.many.test", i);
+        size_t want = i % 2 == 0 ? 0 : 1;
+        wrong += seen_count(&v, name, i % 3 == 0 ? wild : ec) != want;
+    }
+    CHECK(wrong == 0);
+    seen_dispose(&v);
+    tls_store_free(s);
+}
+
+/* Lookups on other threads go on while the store is walked and changed. */
+struct lookup_thread {
+    struct tls_store *s;
+    atomic_bool stop;
+    unsigned long found;
+};
+
+static void *do_lookups(void *arg)
+{
+    struct lookup_thread *t = arg;
+    while (!atomic_load(&t->stop)) {
+        struct tls_cert *c = tls_store_lookup(t->s, "x.w.test");
+        t->found += c != NULL;
+        tls_cert_unref(c);
+    }
+    return NULL;
+}
+
+static void on_count(void *arg, const char *name, struct tls_cert *cert)
+{
+    (void)name;
+    (void)cert;
+    (*(size_t *)arg)++;
+}
+
+static void test_store_foreach_concurrent(struct tls_cert *ec, struct tls_cert *wild)
+{
+    struct lookup_thread t = {.s = tls_store_new()};
+    CHECK(t.s != NULL);
+    if (t.s == NULL) {
+        return;
+    }
+    atomic_init(&t.stop, false);
+    tls_store_put(t.s, "*.w.test", wild);
+    pthread_t th[2];
+    int started = 0;
+    for (int i = 0; i < 2; i++) {
+        started += pthread_create(&th[i], NULL, do_lookups, &t) == 0;
+    }
+    CHECK(started == 2);
+    int bad = 0;
+    char name[64];
+    for (int round = 0; round < 2000; round++) {
+        snprintf(name, sizeof(name), "n%d.test", round % 50);
+        if (round % 100 < 50) {
+            tls_store_put(t.s, name, ec);
+        } else {
+            tls_store_remove(t.s, name);
+        }
+        size_t n = 0;
+        tls_store_foreach(t.s, on_count, &n);
+        bad += n != tls_store_count(t.s);
+    }
+    CHECK(bad == 0);
+    atomic_store(&t.stop, true);
+    for (int i = 0; i < started; i++) {
+        pthread_join(th[i], NULL);
+    }
+    tls_store_free(t.s);
 }
 
 /* ---- handshakes -------------------------------------------------------------------- */
@@ -972,6 +1186,10 @@ int main(void)
         test_store_lookup(ec, wild);
         test_store_replace();
         test_store_many(ec, wild);
+        test_store_foreach(ec, wild);
+        test_store_foreach_keep();
+        test_store_foreach_many(ec, wild);
+        test_store_foreach_concurrent(ec, wild);
         tls_store_put(store, "a.test", ec);
         tls_store_put(store, "b.test", rsa);
         tls_store_put(store, "*.w.test", wild);

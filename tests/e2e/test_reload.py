@@ -1,0 +1,382 @@
+"""Config reload, by SIGHUP and by POST /reload: new upstreams take effect for new
+requests, broken configs are refused while the old one keeps serving, listeners
+open and close, nothing fails under load, requests in flight and WebSocket
+tunnels finish on the config they started with, and keys that need a restart
+are reported and kept."""
+
+import copy
+import json
+import os
+import socket
+import threading
+import time
+
+from backend import ws_frame
+from conftest import SLOW, TlsClient, free_port, listening_ports, site
+from test_bodies import ws_read_frame
+
+
+def with_upstream(moat, addr, i=0):
+    """A copy of moat's config whose site i forwards to addr."""
+    cfg = copy.deepcopy(moat.config)
+    cfg["sites"][i]["upstreams"] = [addr]
+    return cfg
+
+
+def name_of(moat, host="a.test", path="/"):
+    r = moat.curl(host, path)
+    assert r.rc == 0 and r.status == 200, r
+    return r.json()["name"]
+
+
+def post_reload(moat):
+    status, hdrs, body = moat.admin("POST", "/reload")
+    assert hdrs.get("content-type", "").startswith("application/json"), (status, hdrs, body)
+    return status, json.loads(body)
+
+
+def count(v):
+    """listeners_added / listeners_removed as a number, whether logged as a count or
+    as a list of addresses."""
+    return len(v) if isinstance(v, list) else int(v)
+
+
+def tls_get(moat, port, host, path):
+    with TlsClient(port, host, moat.pki.ca, timeout=10 * SLOW) as c:
+        return c.request("GET", path, host, headers=[("Connection", "close")])
+
+
+def wait_refused(port, timeout=3.0):
+    """True once connecting to port is refused (and stays refused for 10 tries)."""
+    deadline = time.monotonic() + timeout * SLOW
+    while time.monotonic() < deadline:
+        refused = 0
+        for _ in range(10):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except ConnectionRefusedError:
+                refused += 1
+        if refused == 10:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def events(moat, name):
+    return [e for e in moat.logs() if e.get("event") == name]
+
+
+# ---------------------------------------------------------------------------
+
+def test_sighup_switches_upstream(pki, backend_factory, moat_factory):
+    one, two = backend_factory("one"), backend_factory("two")
+    moat = moat_factory([site(["a.test"], pki.a, [one]), site(["b.test"], pki.b, [one])])
+    assert name_of(moat) == "one"
+    with moat.tls_client("a.test") as kept:
+        assert kept.request("GET", "/before", "a.test").json()["name"] == "one"
+
+        moat.write_config(with_upstream(moat, two.addr))
+        e = moat.reload()
+        assert e["event"] == "reloaded", e
+        assert e["generation"] == 2 and e["sites"] == 2, e
+        assert count(e["listeners_added"]) == 0 and count(e["listeners_removed"]) == 0, e
+
+        # a new request on a connection opened before the reload uses the new config
+        r = kept.request("GET", "/after", "a.test")
+        assert r.status == 200 and r.json()["name"] == "two", r
+    for i in range(3):
+        assert name_of(moat, path="/n%d" % i) == "two"
+    assert name_of(moat, "b.test") == "one"  # the other site is unchanged
+    assert [p for p in one.stats()["seen_paths"] if p.startswith("/n")] == []
+    assert moat.metrics().value("moat_config_reloads_total", result="success") == 1
+
+
+def test_post_reload(pki, backend_factory, moat_factory):
+    one, two = backend_factory("one"), backend_factory("two")
+    moat = moat_factory([site(["a.test"], pki.a, [one])])
+    t0 = time.time()
+
+    moat.write_config(with_upstream(moat, two.addr))
+    status, j = post_reload(moat)
+    assert (status, j.get("status"), j.get("generation")) == (200, "reloaded", 2), j
+    assert events(moat, "reloaded"), moat.log_text()
+    assert name_of(moat) == "two"
+
+    moat.write_config(with_upstream(moat, one.addr))
+    status, j = post_reload(moat)
+    assert (status, j.get("status"), j.get("generation")) == (200, "reloaded", 3), j
+    assert name_of(moat) == "one"
+
+    m = moat.metrics()
+    assert m.value("moat_config_reloads_total", result="success") == 2, m
+    assert m.value("moat_config_reloads_total", result="failure", default=0) == 0, m
+    ts = m.value("moat_config_last_reload_success_timestamp_seconds")
+    assert t0 - 1 <= ts <= time.time() + 1, (t0, ts)
+
+
+def test_broken_configs_are_refused(pki, backend_factory, moat_factory, tmp_path):
+    one, two = backend_factory("one"), backend_factory("two")
+    moat = moat_factory([site(["a.test"], pki.a, [one])])
+    good = copy.deepcopy(moat.config)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+
+    bad_key = with_upstream(moat, two.addr)
+    bad_key["sites"][0]["bogus_key"] = 1
+    missing_cert = with_upstream(moat, two.addr)
+    missing_cert["sites"][0]["certificate"]["cert"] = str(tmp_path / "no-such-cert.pem")
+    busy_port = with_upstream(moat, two.addr)
+    busy_port["listen"]["https"].append("127.0.0.1:%d" % busy.getsockname()[1])
+    cases = [
+        ("bad key", bad_key, "sites[0].bogus_key"),
+        ("syntax", json.dumps(with_upstream(moat, two.addr))[:-3], None),
+        ("missing certificate file", missing_cert, "no-such-cert.pem"),
+        ("listener port taken", busy_port, str(busy.getsockname()[1])),
+    ]
+    failures = 0
+    try:
+        for what, cfg, needle in cases:
+            moat.write_config(cfg)
+            e = moat.reload()
+            failures += 1
+            assert e["event"] == "reload_failed" and e["level"] == "error", (what, e)
+            if needle:
+                assert needle in json.dumps(e), (what, e)
+            status, j = post_reload(moat)
+            failures += 1
+            assert status == 400 and j.get("status") == "refused", (what, status, j)
+            assert isinstance(j.get("errors"), list) and j["errors"], (what, j)
+            if needle:
+                assert any(needle in x for x in j["errors"]), (what, j)
+            # the old config keeps serving, its listeners too
+            assert name_of(moat, path="/still-%s" % what.replace(" ", "-")) == "one", what
+            assert moat.running()
+    finally:
+        busy.close()
+    assert two.stats()["requests"] == 0
+
+    m = moat.metrics()
+    assert m.value("moat_config_reloads_total", result="failure") == failures, m
+    assert m.value("moat_config_reloads_total", result="success", default=0) == 0, m
+
+    # the generation did not move: the next good config is generation 2
+    good["sites"][0]["upstreams"] = [two.addr]
+    moat.write_config(good)
+    status, j = post_reload(moat)
+    assert (status, j.get("generation")) == (200, 2), j
+    assert name_of(moat) == "two"
+
+
+def test_listeners_added_and_removed(pki, backend, moat_factory):
+    moat = moat_factory([site(["a.test"], pki.a, [backend])], workers=2)
+    p1, h1 = moat.https_port, moat.http_port
+    p2 = free_port()
+
+    cfg = copy.deepcopy(moat.config)
+    cfg["listen"]["https"].append("127.0.0.1:%d" % p2)
+    moat.write_config(cfg)
+    e = moat.reload()
+    assert e["event"] == "reloaded" and count(e["listeners_added"]) == 1, e
+    assert count(e["listeners_removed"]) == 0, e
+    for _ in range(4):  # both workers take connections on it
+        r = tls_get(moat, p2, "a.test", "/on-p2")
+        assert r.status == 200 and r.json()["path"] == "/on-p2", r
+
+    cfg = copy.deepcopy(moat.config)
+    cfg["listen"]["https"] = ["127.0.0.1:%d" % p1]
+    moat.write_config(cfg)
+    e = moat.reload()
+    assert e["event"] == "reloaded" and count(e["listeners_removed"]) == 1, e
+    assert wait_refused(p2), "port %d still accepts after its listener was removed" % p2
+    assert tls_get(moat, p1, "a.test", "/on-p1").status == 200
+
+    # the plain-HTTP listener goes away and comes back
+    cfg = copy.deepcopy(moat.config)
+    del cfg["listen"]["http"]
+    moat.write_config(cfg)
+    e = moat.reload()
+    assert e["event"] == "reloaded" and count(e["listeners_removed"]) == 1, e
+    assert wait_refused(h1), "plain port %d still accepts" % h1
+    cfg["listen"]["http"] = ["127.0.0.1:%d" % h1]
+    moat.write_config(cfg)
+    e = moat.reload()
+    assert e["event"] == "reloaded" and count(e["listeners_added"]) == 1, e
+    r = moat.curl("a.test", "/plain", scheme="http")
+    assert r.status == 308, r
+    assert r.header("location") == "https://a.test:%d/plain" % p1, r
+    assert moat.curl("a.test", "/tls").status == 200
+    assert listening_ports(moat.pid) == {p1, h1, moat.admin_port()}
+
+
+def test_no_failed_requests_under_reloads(pki, backend_factory, moat_factory):
+    one, two = backend_factory("one"), backend_factory("two")
+    moat = moat_factory([site(["a.test"], pki.a, [one])], workers=2)
+    configs = [copy.deepcopy(moat.config), with_upstream(moat, two.addr)]
+    stop = threading.Event()
+    lock = threading.Lock()
+    done, failures, names = [0], [], set()
+
+    def client(tid):
+        i = 0
+        while not stop.is_set():
+            try:
+                with moat.tls_client("a.test", timeout=10 * SLOW) as c:
+                    for _ in range(4):
+                        i += 1
+                        path = "/t%d-%d" % (tid, i)
+                        r = c.request("GET", path, "a.test", timeout=10)
+                        j = r.json() if r.status == 200 else {}
+                        with lock:
+                            if r.status != 200 or j.get("path") != path or \
+                                    j.get("name") not in ("one", "two"):
+                                failures.append((path, r))
+                            else:
+                                done[0] += 1
+                                names.add(j["name"])
+                        if stop.is_set():
+                            break
+            except Exception as e:  # every exception is a failed request
+                with lock:
+                    failures.append(("/t%d-%d" % (tid, i), repr(e)))
+
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(4)]
+    for t in threads:
+        t.start()
+    t_end = time.monotonic() + 20
+    try:
+        time.sleep(0.3 * SLOW)
+        for k in range(5):
+            moat.write_config(configs[(k + 1) % 2])
+            if k % 2 == 0:
+                e = moat.reload()
+                assert e["event"] == "reloaded", e
+            else:
+                status, j = post_reload(moat)
+                assert status == 200, j
+            time.sleep(0.4 * SLOW)
+            if time.monotonic() > t_end:
+                break
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15 * SLOW)
+    assert not failures, "%d failed of %d requests; first: %r" % (
+        len(failures), len(failures) + done[0], failures[:5])
+    assert done[0] >= 40, "only %d requests went through" % done[0]
+    assert names == {"one", "two"}, names
+    assert len(events(moat, "reloaded")) == 5
+    assert name_of(moat) == "two"
+
+
+def test_request_in_flight_finishes_on_its_config(pki, backend_factory, moat_factory):
+    one, two = backend_factory("one"), backend_factory("two")
+    moat = moat_factory([site(["a.test"], pki.a, [one])])
+    ms = int(1000 * SLOW)
+    result = {}
+    c = moat.tls_client("a.test", timeout=20 * SLOW)
+
+    def slow():
+        try:
+            result["r"] = c.request("GET", "/slow?ms=%d" % ms, "a.test", timeout=20)
+        except Exception as e:
+            result["error"] = e
+
+    t = threading.Thread(target=slow)
+    t.start()
+    try:
+        st = one.wait_seen(lambda s: s["requests"] >= 1, timeout=5 * SLOW)
+        assert st["requests"] == 1, st
+        moat.write_config(with_upstream(moat, two.addr))
+        t_reload = time.monotonic()
+        e = moat.reload()
+        assert e["event"] == "reloaded", e
+        assert "r" not in result, "the slow request ended before the reload: no test"
+        assert time.monotonic() - t_reload < ms / 1000.0, "reload waited for the request"
+        t.join(20 * SLOW)
+        assert "error" not in result, result
+        r = result["r"]
+        assert r.status == 200 and r.json()["name"] == "one", r
+        assert r.json()["path"] == "/slow?ms=%d" % ms
+        # the same client connection, next request: new config
+        r = c.request("GET", "/next", "a.test")
+        assert r.status == 200 and r.json()["name"] == "two", r
+    finally:
+        c.close()
+        t.join(5)
+
+
+def ws_open(moat):
+    c = moat.tls_client("a.test", timeout=10 * SLOW)
+    c.send(b"GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           b"Sec-WebSocket-Version: 13\r\n\r\n")
+    status, _, _, head = c.read_head(10)
+    assert status == 101, head
+    assert ws_read_frame(c) == (0x80, 0x1, False, b"welcome")
+    return c
+
+
+def ws_echo(c, msg):
+    c.send(ws_frame(0x1, msg, mask=os.urandom(4)))
+    assert ws_read_frame(c) == (0x80, 0x1, False, msg)
+
+
+def test_websocket_survives_reloads(pki, backend_factory, moat_factory):
+    one, two = backend_factory("one"), backend_factory("two")
+    moat = moat_factory([site(["a.test"], pki.a, [one])])
+    c = ws_open(moat)
+    try:
+        ws_echo(c, b"before")
+        moat.write_config(with_upstream(moat, two.addr))
+        assert moat.reload()["event"] == "reloaded"
+        ws_echo(c, b"after the upstream changed")
+        status, j = post_reload(moat)
+        assert status == 200, j
+        ws_echo(c, b"after a second reload")
+        # a new tunnel goes to the new upstream
+        c2 = ws_open(moat)
+        ws_echo(c2, b"new")
+        c2.close()
+        assert two.stats()["seen_paths"].count("/ws") == 1
+        assert one.stats()["seen_paths"].count("/ws") == 1
+        # the old tunnel still works and closes cleanly
+        ws_echo(c, b"last")
+        c.send(ws_frame(0x8, b"\x03\xe8", mask=os.urandom(4)))
+        assert ws_read_frame(c)[1] == 0x8
+    finally:
+        c.close()
+
+
+def test_keys_needing_restart_are_kept(pki, backend_factory, moat_factory):
+    one, two = backend_factory("one"), backend_factory("two")
+    moat = moat_factory([site(["a.test"], pki.a, [one])])
+    admin_port = moat.admin_port()
+    cfg = with_upstream(moat, two.addr)
+    cfg["workers"] = 2
+    cfg["admin"] = {"listen": "off"}
+    moat.write_config(cfg)
+    n = len(moat.logs())
+    e = moat.reload()
+    assert e["event"] == "reloaded", e
+    warn = [x for x in moat.logs()[n:] if x.get("event") == "reload_restart_required"]
+    assert len(warn) == 1 and warn[0]["level"] == "warn", moat.log_text()
+    keys = warn[0]["keys"]
+    keys = keys if isinstance(keys, list) else [k.strip() for k in str(keys).split(",")]
+    assert sorted(keys) == ["admin", "workers"], warn
+    # the rest applied; the admin endpoint stayed where it was
+    assert name_of(moat) == "two"
+    assert moat.admin_port() == admin_port
+    status, _, body = moat.admin("GET", "/healthz")
+    assert (status, body) == (200, b"ok\n")
+
+    # a later reload without those changes says nothing about a restart
+    cfg = with_upstream(moat, one.addr)
+    cfg["workers"] = 1
+    cfg["admin"] = {"listen": "127.0.0.1:0"}
+    moat.write_config(cfg)
+    n = len(moat.logs())
+    assert moat.reload()["event"] == "reloaded"
+    assert not [x for x in moat.logs()[n:] if x.get("event") == "reload_restart_required"]
+    assert name_of(moat) == "one"
