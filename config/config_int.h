@@ -123,6 +123,10 @@ const char *cfg_check_ask_url(const char *s);
  * refused. NULL when added, else what was expected. */
 const char *cfg_on_demand_add_allow(struct cfg_on_demand *od, const char *pattern);
 
+/* sites.c: frees what a site owns (hosts, certificate paths, routes and their upstreams
+ * and health settings) but not the site itself, which lives in cfg->sites. */
+void cfg_site_dispose(struct cfg_site *site);
+
 /* check.c: checks shared by config.c and cli.c. */
 
 /* How cfg_check_site names a site's parts in error lines. */

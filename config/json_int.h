@@ -1,5 +1,5 @@
-/* json_int.h - what the JSON section loaders (config.c, acme.c) share: the loading state
- * and helpers that read one value, each reporting its own error with the key path.
+/* json_int.h - what the JSON section loaders (config.c, acme.c, sites.c) share: the loading
+ * state and helpers that read one value, each reporting its own error with the key path.
  *
  * A helper that returns bool or a pointer returns whether the value was good (or NULL
  * after reporting); nothing here stops at the first error.
@@ -61,5 +61,10 @@ void cfg_load_acme(struct cfg_loader *ld, const cJSON *v);
 /* on_demand.c: the "on_demand" section; v is NULL when the config has none, which
  * leaves it disabled. Runs before the sites, whose hosts depend on it. */
 void cfg_load_on_demand(struct cfg_loader *ld, const cJSON *v);
+
+/* sites.c: the "sites" section (required, non-empty), each site's hosts, certificate and
+ * routes, checked with cfg_check_site. Runs after cfg_load_on_demand. Fills
+ * ld->cfg->sites, which cfg_free releases. */
+void cfg_load_sites(struct cfg_loader *ld, const cJSON *v);
 
 #endif

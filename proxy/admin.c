@@ -7,13 +7,13 @@
 #include "admin.h"
 #include "proxy_int.h"
 
-#define ADMIN_HEAD_MAX (8 * 1024)   /* request line and headers; over it: 431 */
-#define ADMIN_BODY_MAX (64 * 1024)  /* read and ignored; over it: 413 */
-#define ADMIN_TIMEOUT_MS 10000      /* a whole exchange, from accept to the response sent */
-#define ADMIN_MAX_CONNS 64          /* more at once are closed on accept */
-#define ADMIN_TARGET_MAX 1024       /* longer targets are cut; no route is that long */
-#define ADMIN_READ_BUF (16 * 1024)
-#define ADMIN_RELOAD_ERR (16 * 1024)
+#define ADMIN_HEAD_MAX ((size_t)8 * 1024)  /* request line and headers; over it: 431 */
+#define ADMIN_BODY_MAX ((size_t)64 * 1024) /* read and ignored; over it: 413 */
+#define ADMIN_TIMEOUT_MS 10000             /* a whole exchange, from accept to the response */
+#define ADMIN_MAX_CONNS 64                 /* more at once are closed on accept */
+#define ADMIN_TARGET_MAX 1024              /* longer targets are cut; no route is that long */
+#define ADMIN_READ_BUF ((size_t)16 * 1024)
+#define ADMIN_RELOAD_ERR ((size_t)16 * 1024)
 
 enum admin_state {
     ADMIN_READING = 0, /* reading the request */

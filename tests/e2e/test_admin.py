@@ -128,6 +128,27 @@ def test_admin_port_zero_is_logged(pki, backend, moat_factory):
     assert (status, body) == (200, b"ok\n")
 
 
+def test_admin_on_ipv6_loopback(pki, backend, moat_factory):
+    try:
+        socket.socket(socket.AF_INET6).close()
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    moat = moat_factory([site(["a.test"], pki.a, [backend])], admin={"listen": "[::1]:0"})
+    port = moat.admin_port()
+    import http.client
+    c = http.client.HTTPConnection("::1", port, timeout=5 * SLOW)
+    try:
+        c.request("GET", "/healthz")
+        r = c.getresponse()
+        assert (r.status, r.read()) == (200, b"ok\n")
+    finally:
+        c.close()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
 def test_admin_off(pki, backend, moat_factory):
     moat = moat_factory([site(["a.test"], pki.a, [backend])], admin={"listen": "off"})
     assert moat.curl("a.test", "/").status == 200
@@ -156,6 +177,8 @@ def test_configured_admin_address_in_use_is_fatal(pki, backend, moat_factory):
 
 def test_default_admin_address_busy_is_a_warning(pki, backend, moat_factory):
     hold = socket.socket()
+    # SO_REUSEADDR: connections in TIME_WAIT do not keep us out; a listener does
+    hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         hold.bind(("127.0.0.1", 2019))
     except OSError as e:
@@ -198,6 +221,13 @@ def test_one_liner_admin(pki, backend, moat_factory):
                                                             j["errors"]), j
     assert m.curl("a.test", "/two").status == 200
     assert m.running()
+    # SIGHUP has no file to re-read either: moat says so and serves on
+    n = len(m.logs())
+    m.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.3 * SLOW)
+    assert m.running(), "SIGHUP stopped the one-liner"
+    assert not [e for e in m.logs()[n:] if e.get("event") == "reloaded"], m.log_text()
+    assert m.curl("a.test", "/three").status == 200
 
     off = one_liner("off")
     assert off.curl("a.test", "/three").status == 200
@@ -371,6 +401,28 @@ def test_metrics_connections_active(pki, backend, moat_factory):
     m = wait_metric(moat, lambda m: m.value("moat_connections_active") == 0)
     assert m.value("moat_connections_active") == 0, m
     assert active() == 0
+
+
+def test_connections_active_after_errors(pki, backend, moat_factory):
+    """Connections that end badly (failed handshake, reset mid-head, closed before
+    a byte, a bad request) all leave the gauge."""
+    moat = moat_factory([site(["a.test"], pki.a, [backend])])
+    assert not handshake(moat, "unknown.test")
+    for port in (moat.https_port, moat.http_port):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    with moat.tls_client("a.test") as c:
+        c.send(b"GET /half HTTP/1.1\r\nHost: a.te")
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    with moat.tls_client("a.test") as c:
+        r = c.request("GET", "/bad", "a.test", headers=[("Content-Length", "1"),
+                                                        ("Transfer-Encoding", "chunked")])
+        assert r.status == 400, r
+    with moat.tls_client("a.test") as c:
+        c.send(b"GET /slow?ms=3000 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        backend.wait_seen(lambda st: "/slow?ms=3000" in st["seen_paths"], timeout=5 * SLOW)
+    m = wait_metric(moat, lambda m: m.value("moat_connections_active") == 0, timeout=5)
+    assert m.value("moat_connections_active") == 0, m
+    assert m.value("moat_connections_total") >= 6, m
 
 
 # ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ fail_window, out for fail_duration), one health state per upstream shared by
 routes, and 503 + Retry-After when every upstream of a route is down."""
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -147,13 +148,15 @@ def test_active_check_failing_status_and_host(request, pki, backend, moat_factor
     assert got.count("bad") >= 3, got
 
 
-def test_active_check_expect_status(request, pki, backend, moat_factory):
+def test_active_check_expect_status(request, pki, moat_factory):
+    ok = health_server(request, "ok", "/ready", 204)
     up = health_server(request, "up", "/ready", 200)
-    moat = moat_factory([site(["a.test"], pki.a, [backend, up.addr],
+    moat = moat_factory([site(["a.test"], pki.a, [ok.addr, up.addr],
                               health_check=active("/ready", expect_status=204))])
     # 200 is not the 204 asked for
     assert wait_healthy(moat, up.addr, 0) == 0, moat.metrics()
-    assert set(names(moat, 6)) == {"b1"}
+    assert healthy(moat, ok.addr) == 1
+    assert set(names(moat, 6)) == {"ok"}
     up.set_status(204)
     assert wait_healthy(moat, up.addr, 1, timeout=2) == 1, moat.metrics()
     assert "up" in names(moat, 6, prefix="/ok")
@@ -250,3 +253,40 @@ def test_routes_share_an_upstreams_health(pki, backend_factory, moat_factory):
     assert wait_healthy(moat, two.addr, 0) == 0, moat.metrics()
     assert set(names(moat, 8, host="b.test", prefix="/shared")) == {"one"}
     assert one.stats()["seen_paths"].count("/hc") == 0, "b.test's upstream got checks"
+
+
+def test_active_check_timeout(request, pki, backend, moat_factory):
+    """An upstream that accepts connections but never answers fails its checks by
+    timeout."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)  # never accept()ed: connects succeed, nothing is ever answered
+    request.addfinalizer(hole.close)
+    addr = "127.0.0.1:%d" % hole.getsockname()[1]
+    moat = moat_factory([site(["a.test"], pki.a, [backend, addr],
+                              health_check=active(timeout="300ms"))])
+    assert wait_healthy(moat, addr, 0, timeout=3) == 0, moat.metrics()
+    assert healthy(moat, backend.addr) == 1
+    assert set(names(moat, 6)) == {"b1"}
+
+
+def test_passive_counts_head_timeouts_within_the_window(pki, backend, moat_factory):
+    window = 1.0 * SLOW
+    moat = moat_factory([site(["a.test"], pki.a, [backend], passive_health={
+        "max_fails": 2, "fail_window": "%dms" % int(window * 1000), "fail_duration": "30s"})],
+        timeouts={"upstream_head": "%dms" % int(300 * SLOW)})
+    slow = "/slow?ms=%d" % int(1000 * SLOW)
+    # one failure, then the window passes: the count starts again
+    assert moat.curl("a.test", slow).status == 504
+    time.sleep(window + 0.3 * SLOW)
+    assert moat.curl("a.test", slow).status == 504
+    r = moat.curl("a.test", "/still-in")
+    assert r.status == 200, "one failure per window took the upstream out: %r" % r
+    # a second failure inside the window: out of rotation, the route has nothing left
+    assert moat.curl("a.test", slow).status == 504
+    r = moat.curl("a.test", "/out")
+    assert r.status == 503 and r.header("retry-after") == "1", r
+    m = moat.metrics()
+    assert m.value("moat_upstream_failures_total", upstream=backend.addr) == 3, m
+    assert m.value("moat_upstream_healthy", upstream=backend.addr) == 0, m
+    assert "/out" not in backend.stats()["seen_paths"]

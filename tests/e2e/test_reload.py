@@ -8,8 +8,10 @@ import copy
 import json
 import os
 import socket
+import ssl
 import threading
 import time
+from pathlib import Path
 
 from backend import ws_frame
 from conftest import SLOW, TlsClient, free_port, listening_ports, site
@@ -379,4 +381,96 @@ def test_keys_needing_restart_are_kept(pki, backend_factory, moat_factory):
     n = len(moat.logs())
     assert moat.reload()["event"] == "reloaded"
     assert not [x for x in moat.logs()[n:] if x.get("event") == "reload_restart_required"]
+    assert name_of(moat) == "one"
+
+
+def served_der(moat, port, name):
+    ctx = ssl.create_default_context(cafile=str(moat.pki.ca))
+    with socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW) as raw:
+        with ctx.wrap_socket(raw, server_hostname=name) as s:
+            return s.getpeercert(binary_form=True)
+
+
+def file_der(path):
+    pem = Path(path).read_text()
+    first = pem[:pem.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")]
+    return ssl.PEM_cert_to_DER_cert(first)
+
+
+def test_sites_and_certificates_change(pki, backend_factory, moat_factory):
+    one, two = backend_factory("one"), backend_factory("two")
+    moat = moat_factory([site(["a.test"], pki.a, [one])])
+    port = moat.https_port
+    assert served_der(moat, port, "a.test") == file_der(pki.a.cert)
+    for i in range(3):
+        assert name_of(moat, path="/g1-%d" % i) == "one"
+    assert not handshake_ok(moat, "b.test")
+
+    # a new site with its own certificate, a new certificate for a.test, no access log
+    a2 = pki.leaf("a2.test", sans=["a.test"])
+    cfg = copy.deepcopy(moat.config)
+    cfg["sites"] = [site(["a.test"], a2, [one]), site(["b.test"], pki.b, [two])]
+    cfg["log"]["access"] = False
+    moat.write_config(cfg)
+    e = moat.reload()
+    assert e["event"] == "reloaded" and e["sites"] == 2, e
+    assert served_der(moat, port, "a.test") == file_der(a2.cert), "old certificate still served"
+    assert served_der(moat, port, "b.test") == file_der(pki.b.cert)
+    assert name_of(moat, "b.test", "/b") == "two"
+    n_access = len(events(moat, "access"))
+    for i in range(2):
+        assert name_of(moat, path="/g2-%d" % i) == "one"
+    assert len(events(moat, "access")) == n_access, "access log still on after reload"
+
+    # what the admin endpoint reports follows
+    from test_admin import cert_not_after
+    m = moat.metrics()
+    assert m.value("moat_requests_total", site="a.test", code="200") == 5, m
+    assert m.value("moat_requests_total", site="b.test", code="200") == 1, m
+    assert m.value("moat_certificate_expiry_timestamp_seconds", name="b.test") == \
+        cert_not_after(pki.b.cert), m
+    assert m.value("moat_certificate_expiry_timestamp_seconds", name="a.test") == \
+        cert_not_after(a2.cert), m
+    status, _, body = moat.admin("GET", "/certificates")
+    certs = json.loads(body)["certificates"]
+    assert sorted(n for c in certs for n in c["names"]) == ["a.test", "b.test"], certs
+
+    # the site goes away again: its name no longer has a certificate
+    cfg = copy.deepcopy(moat.config)
+    cfg["sites"] = [site(["a.test"], a2, [one])]
+    moat.write_config(cfg)
+    e = moat.reload()
+    assert e["event"] == "reloaded" and e["sites"] == 1, e
+    assert not handshake_ok(moat, "b.test"), "b.test still served after its site was removed"
+    assert name_of(moat) == "one"
+    m = moat.metrics()
+    assert m.value("moat_certificate_expiry_timestamp_seconds", name="b.test") is None, m
+
+
+def handshake_ok(moat, name):
+    try:
+        served_der(moat, moat.https_port, name)
+        return True
+    except (ssl.SSLError, OSError):
+        return False
+
+
+def test_health_checks_follow_reload(pki, backend_factory, moat_factory):
+    one = backend_factory("one")
+    moat = moat_factory([site(["a.test"], pki.a, [one])])
+    time.sleep(0.5 * SLOW)
+    assert "/hc" not in one.stats()["seen_paths"]
+    cfg = copy.deepcopy(moat.config)
+    cfg["sites"][0]["health_check"] = {"path": "/hc", "interval": "100ms"}
+    moat.write_config(cfg)
+    assert moat.reload()["event"] == "reloaded"
+    st = one.wait_seen(lambda s: s["seen_paths"].count("/hc") >= 2, timeout=3 * SLOW)
+    assert st["seen_paths"].count("/hc") >= 2, st
+    del cfg["sites"][0]["health_check"]
+    moat.write_config(cfg)
+    assert moat.reload()["event"] == "reloaded"
+    time.sleep(0.3 * SLOW)
+    n = one.stats()["seen_paths"].count("/hc")
+    time.sleep(0.6 * SLOW)
+    assert one.stats()["seen_paths"].count("/hc") == n, "checks go on after they were removed"
     assert name_of(moat) == "one"
