@@ -45,6 +45,9 @@ struct admin_conn {
     bool message_done;
     bool has_origin;
     bool field_is_origin;
+    bool field_is_host;
+    char host[80]; /* the Host header, when short enough to be one we accept */
+    size_t host_len;
     char field[8]; /* the header name being read, enough to tell "Origin" */
     size_t field_len;
     char target[ADMIN_TARGET_MAX];
@@ -289,9 +292,18 @@ static void on_written(uv_write_t *req, int status)
 
 /* ---- routes ------------------------------------------------------------------------------ */
 
+/* The control loop already runs while start-up waits for the first DNS answers, before any
+ * worker serves (srv->workers is set just before they start). */
+static bool do_starting(const struct px_server *srv)
+{
+    return srv->workers == NULL;
+}
+
 static void on_healthz(struct px_admin *a, struct admin_resp *r)
 {
-    if (a->srv->stopping) {
+    if (do_starting(a->srv)) {
+        do_text(r, 503, "starting\n");
+    } else if (a->srv->stopping) {
         do_text(r, 503, "draining\n");
     } else {
         do_text(r, 200, "ok\n");
@@ -345,6 +357,11 @@ static void on_reload(struct px_admin *a, struct admin_resp *r)
 {
     static char err[ADMIN_RELOAD_ERR]; /* control thread only; too big for the stack */
     err[0] = '\0';
+    if (do_starting(a->srv)) {
+        /* a new generation now would race the start-up still building the first one */
+        do_refused(r, 503, "still starting: try again once moat logged \"ready\"");
+        return;
+    }
     int rc = px_server_reload(a->srv, "admin", err, sizeof(err));
     if (rc == 0) {
         r->status = 200;
@@ -352,7 +369,7 @@ static void on_reload(struct px_admin *a, struct admin_resp *r)
         px_buf_printf(&r->body, "{\"status\":\"reloaded\",\"generation\":%u}\n",
                       px_server_generation(a->srv));
     } else if (rc == -2) {
-        do_refused(r, 409, "no config file: started with moat proxy");
+        do_refused(r, 409, err[0] != '\0' ? err : "no config file: started with moat proxy");
     } else {
         do_refused(r, 400, err);
     }
@@ -371,6 +388,36 @@ static const struct admin_route routes[] = {
     {"/reload", true, on_reload},
 };
 
+/* A page on a name the attacker controls can re-point that name at 127.0.0.1 (DNS
+ * rebinding) and read the answers as same-origin, sending no Origin. Its requests carry
+ * that name as Host, so only addresses and "localhost" are accepted (or no Host at all). */
+static bool do_host_ok(const struct admin_conn *c)
+{
+    if (c->host_len == 0) {
+        return true;
+    }
+    if (c->host_len >= sizeof(c->host)) {
+        return false;
+    }
+    char h[sizeof(c->host)];
+    memcpy(h, c->host, c->host_len);
+    h[c->host_len] = '\0';
+    char *end = h[0] == '[' ? strchr(h, ']') : strrchr(h, ':');
+    if (h[0] == '[') {
+        if (end == NULL || (end[1] != '\0' && end[1] != ':')) {
+            return false;
+        }
+        *end = '\0';
+        struct sockaddr_in6 a6;
+        return uv_ip6_addr(h + 1, 0, &a6) == 0;
+    }
+    if (end != NULL) {
+        *end = '\0';
+    }
+    struct sockaddr_in a4;
+    return strcasecmp(h, "localhost") == 0 || uv_ip4_addr(h, 0, &a4) == 0;
+}
+
 static void do_route(struct admin_conn *c)
 {
     struct admin_resp r = {0};
@@ -388,6 +435,8 @@ static void do_route(struct admin_conn *c)
         /* Browsers add Origin to cross-site requests (and to every POST); the API has no
          * authentication, so a page the operator visits must not drive it. */
         do_text(&r, 403, "requests from browsers (with an Origin header) are refused\n");
+    } else if (!do_host_ok(c)) {
+        do_text(&r, 403, "Host must be an IP address or localhost\n");
     } else if (route == NULL) {
         do_text(&r, 404, "not found\n");
     } else if (route->post ? m != HTTP_POST : m != HTTP_GET && m != HTTP_HEAD) {
@@ -430,13 +479,27 @@ static int on_header_field_complete(llhttp_t *p)
 {
     struct admin_conn *c = p->data;
     c->field_is_origin = c->field_len == 6 && strncasecmp(c->field, "origin", 6) == 0;
+    c->field_is_host = c->field_len == 4 && strncasecmp(c->field, "host", 4) == 0;
     c->field_len = 0;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n)
+{
+    struct admin_conn *c = p->data;
+    if (c->field_is_host) {
+        size_t room = sizeof(c->host) - 1 - (c->host_len < sizeof(c->host) ? c->host_len : 0);
+        memcpy(c->host + (c->host_len < sizeof(c->host) ? c->host_len : 0), at,
+               n < room ? n : room);
+        c->host_len += n; /* past the buffer: too long for an address, refused */
+    }
     return 0;
 }
 
 static int on_header_value_complete(llhttp_t *p)
 {
     struct admin_conn *c = p->data;
+    c->field_is_host = false;
     c->has_origin = c->has_origin || c->field_is_origin; /* even an empty one */
     c->field_is_origin = false;
     return 0;
@@ -477,6 +540,7 @@ static const llhttp_settings_t admin_settings = {
     .on_url = on_url,
     .on_header_field = on_header_field,
     .on_header_field_complete = on_header_field_complete,
+    .on_header_value = on_header_value,
     .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,

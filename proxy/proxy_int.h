@@ -347,7 +347,7 @@ int px_server_run(struct cfg *cfg, const char *config_path);
 /* Certificate files of a config (server.c): loaded all or nothing, then installed. */
 int px_certs_load(const struct cfg *cfg, struct tls_cert ***out, char *err, size_t errlen);
 void px_certs_install(struct px_server *srv, const struct cfg *cfg, struct tls_cert **certs);
-void px_certs_free(const struct cfg *cfg, struct tls_cert **certs);
+void px_certs_free(size_t n_sites, struct tls_cert **certs);
 int px_acme_manage_site(struct px_server *srv, const struct cfg_site *s);
 
 /* ---- generations and listen sockets (gen.c) ----------------------------------------- */

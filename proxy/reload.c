@@ -204,13 +204,14 @@ int px_server_reload(struct px_server *srv, const char *why, char *err, size_t e
     char keys[128];
     do_restart_keys(srv->boot_cfg, cfg, keys, sizeof(keys));
     struct tls_cert **certs;
+    size_t n_sites = cfg->n_sites; /* px_gen_new frees cfg when it fails */
     if (px_certs_load(cfg, &certs, err, errlen) != 0) {
         cfg_free(cfg);
         return do_refuse(srv, why, err);
     }
     struct px_gen *g = px_gen_new(srv, cfg, srv->gen, err, errlen);
     if (g == NULL) {
-        px_certs_free(cfg, certs);
+        px_certs_free(n_sites, certs);
         return do_refuse(srv, why, err);
     }
     if (keys[0] != '\0') {
@@ -221,7 +222,7 @@ int px_server_reload(struct px_server *srv, const char *why, char *err, size_t e
         log_end(&l);
     }
     do_commit(srv, g, certs);
-    px_certs_free(cfg, certs);
+    px_certs_free(n_sites, certs);
     return 0;
 }
 

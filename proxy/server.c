@@ -27,7 +27,7 @@ int px_certs_load(const struct cfg *cfg, struct tls_cert ***out, char *err, size
         certs[i] = tls_cert_load_pem(s->cert.cert_file, s->cert.key_file, why, sizeof(why));
         if (certs[i] == NULL) {
             snprintf(err, errlen, "sites[%zu].certificate: %s", i, why);
-            px_certs_free(cfg, certs);
+            px_certs_free(cfg->n_sites, certs);
             return -1;
         }
     }
@@ -35,9 +35,9 @@ int px_certs_load(const struct cfg *cfg, struct tls_cert ***out, char *err, size
     return 0;
 }
 
-void px_certs_free(const struct cfg *cfg, struct tls_cert **certs)
+void px_certs_free(size_t n_sites, struct tls_cert **certs)
 {
-    for (size_t i = 0; certs != NULL && i < cfg->n_sites; i++) {
+    for (size_t i = 0; certs != NULL && i < n_sites; i++) {
         tls_cert_unref(certs[i]);
     }
     free(certs);
@@ -264,7 +264,7 @@ static int do_setup_privileged(struct px_server *srv, struct cfg *cfg, char *err
         return -1;
     }
     px_certs_install(srv, cfg, certs);
-    px_certs_free(cfg, certs);
+    px_certs_free(cfg->n_sites, certs);
     struct tls_server_opts topts = {
         .default_sni = cfg->tls.default_sni,
         .session_tickets = cfg->tls.session_tickets,

@@ -9,6 +9,7 @@ import json
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -412,14 +413,16 @@ def test_connections_active_after_errors(pki, backend, moat_factory):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     with moat.tls_client("a.test") as c:
         c.send(b"GET /half HTTP/1.1\r\nHost: a.te")
-        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        # close with a reset (SO_LINGER 0)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     with moat.tls_client("a.test") as c:
         r = c.request("GET", "/bad", "a.test", headers=[("Content-Length", "1"),
                                                         ("Transfer-Encoding", "chunked")])
         assert r.status == 400, r
     with moat.tls_client("a.test") as c:
-        c.send(b"GET /slow?ms=3000 HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        backend.wait_seen(lambda st: "/slow?ms=3000" in st["seen_paths"], timeout=5 * SLOW)
+        # the client leaves while its request waits for the upstream
+        c.send(b"GET /slow?ms=1000 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        backend.wait_seen(lambda st: "/slow?ms=1000" in st["seen_paths"], timeout=5 * SLOW)
     m = wait_metric(moat, lambda m: m.value("moat_connections_active") == 0, timeout=5)
     assert m.value("moat_connections_active") == 0, m
     assert m.value("moat_connections_total") >= 6, m

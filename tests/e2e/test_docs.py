@@ -162,13 +162,34 @@ def fragment_object(text):
     return None
 
 
+@pytest.fixture(scope="module")
+def top_keys(tmp_path_factory):
+    keys = known_keys(tmp_path_factory.mktemp("docs-top"), [], None)
+    assert keys, "moat validate did not name the known top-level keys for an unknown one"
+    return keys
+
+
+def validate(cfg, tmp, pki):
+    cfg = localize(copy.deepcopy(cfg), tmp, pki)
+    f = tmp / "moat.json"
+    f.write_text(json.dumps(cfg, indent=2))
+    r = moat("validate", "-c", f)
+    return r, f
+
+
 @pytest.mark.parametrize("block", json_blocks(), ids=repr)
-def test_json_example_validates(block, tmp_path, pki):
+def test_json_example_validates(block, tmp_path, pki, top_keys):
     if block.fragment:
         obj = fragment_object(block.text)
         assert obj is not None, (
             "%r is marked %s but is neither a JSON object nor the members of one"
             % (block, FRAGMENT_MARK))
+        if obj and "sites" not in obj and set(obj) <= set(top_keys):
+            # Top-level sections ("acme": {...}): they must validate beside a plain site.
+            r, f = validate(dict(copy.deepcopy(BASE), **obj), tmp_path, pki)
+            assert r.returncode == 0, (
+                "%r: moat validate refused this fragment beside a minimal site:\n%s%s\n"
+                "as validated:\n%s" % (block, r.stdout, r.stderr, f.read_text()))
         return
     try:
         cfg = json.loads(block.text)
@@ -179,10 +200,7 @@ def test_json_example_validates(block, tmp_path, pki):
         "%r is not valid JSON (%s); a block that is only part of a config needs %s on "
         "the line before its fence" % (block, why, FRAGMENT_MARK))
     assert isinstance(cfg, dict), "%r: a config is a JSON object" % block
-    cfg = localize(copy.deepcopy(cfg), tmp_path, pki)
-    f = tmp_path / "moat.json"
-    f.write_text(json.dumps(cfg, indent=2))
-    r = moat("validate", "-c", f)
+    r, f = validate(cfg, tmp_path, pki)
     assert r.returncode == 0, (
         "%r: moat validate refused the example (mark a deliberate partial config with "
         "%s):\n%s%s\nas validated:\n%s"
@@ -396,12 +414,16 @@ def do_segment(seg):
         return []
     if seg[0] == "moat" or seg[0].endswith("/moat"):
         return [seg[1:]]
-    # docker/podman run [options] IMAGE [args]: the image's entrypoint is moat
+    # docker/podman run [options] IMAGE [args]: the image's entrypoint is moat;
+    # docker/podman exec [options] CONTAINER moat [args]
     for i, tok in enumerate(seg[:-1]):
-        if tok in ("docker", "podman") and seg[i + 1] == "run":
+        if tok in ("docker", "podman") and seg[i + 1] in ("run", "exec"):
             j = i + 2
             while j < len(seg) and seg[j].startswith("-"):
                 j += 1 if (seg[j] in FLAG_ONLY or "=" in seg[j]) else 2
+            if seg[i + 1] == "exec":
+                rest = seg[j + 1:]
+                return do_segment(rest) if rest else []
             if j < len(seg) and IMAGE_RE.match(seg[j]):
                 return [seg[j + 1:]]
             return []
@@ -488,6 +510,8 @@ def test_command_finder_sees_through_prompts_and_images():
         ["validate", "-c", "/etc/moat/moat.json"]]
     assert moat_invocations("docker run -d --name moat -p 80:80 moat") == [[]]
     assert moat_invocations("systemctl reload moat && journalctl -u moat -f") == []
+    assert moat_invocations("docker exec moat moat validate -c /etc/moat/moat.json") == [
+        ["validate", "-c", "/etc/moat/moat.json"]]
     usage = help_texts()
     assert check_invocation(["proxy", "--from", "a", "--nope"], usage) is not None
     assert check_invocation(["prox"], usage) is not None

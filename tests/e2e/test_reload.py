@@ -474,3 +474,29 @@ def test_health_checks_follow_reload(pki, backend_factory, moat_factory):
     time.sleep(0.6 * SLOW)
     assert one.stats()["seen_paths"].count("/hc") == n, "checks go on after they were removed"
     assert name_of(moat) == "one"
+
+
+def test_upload_in_flight_and_drain_after_reloads(pki, backend_factory, moat_factory):
+    """A request body still arriving during a reload goes on to the upstream it
+    started with; after reloads, SIGTERM still drains and exits 0."""
+    import hashlib
+    one, two = backend_factory("one"), backend_factory("two")
+    moat = moat_factory([site(["a.test"], pki.a, [one])])
+    body = os.urandom(256 * 1024)
+    with moat.tls_client("a.test", timeout=20 * SLOW) as c:
+        c.send(b"POST /upload HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n"
+               % len(body) + body[:1000])
+        one.wait_seen(lambda s: "/upload" in s["seen_paths"], timeout=5 * SLOW)
+        moat.write_config(with_upstream(moat, two.addr))
+        assert moat.reload()["event"] == "reloaded"
+        c.send(body[1000:])
+        r = c.read_response(20)
+        assert r.status == 200, r
+        j = r.json()
+        assert j["received"] == len(body) and j["sha256"] == hashlib.sha256(body).hexdigest(), j
+        r = c.request("GET", "/next", "a.test")
+        assert r.status == 200 and r.json()["name"] == "two", r
+    assert "/upload" not in two.stats()["seen_paths"]
+    status, _ = post_reload(moat)
+    assert status == 200
+    assert moat.stop() == 0, moat.log_text()
