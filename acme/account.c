@@ -8,9 +8,32 @@
 
 #define PROBLEM_NO_ACCOUNT "urn:ietf:params:acme:error:accountDoesNotExist"
 
+/* The account's directory is named after its contact, so a new email gets its own
+ * account: "ops@example.com" is "ops_at_example.com"; characters a file name should not
+ * carry become '_'. */
+static void do_account_name(const char *email, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (const char *p = email; *p != '\0' && o + 5 < cap; p++) {
+        char ch = *p;
+        if (ch == '@') {
+            memcpy(out + o, "_at_", 4);
+            o += 4;
+            continue;
+        }
+        bool keep = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                    (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_';
+        out[o++] = keep ? ch : '_';
+    }
+    out[o] = '\0';
+}
+
 static void do_account_path(struct acme_client *c, const char *file, char *out, size_t cap)
 {
-    const char *who = c->cfg->email != NULL ? c->cfg->email : "default";
+    char who[256] = "default";
+    if (c->cfg->email != NULL) {
+        do_account_name(c->cfg->email, who, sizeof(who));
+    }
     char account[256];
     if (acme_storage_name_key(who, account, sizeof(account)) != 0) {
         snprintf(account, sizeof(account), "default");

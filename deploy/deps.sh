@@ -15,7 +15,8 @@ set -euo pipefail
 build_pkgs=(build-essential cmake pkg-config libuv1-dev android-libboringssl-dev node-llhttp
             libc-ares-dev libcjson-dev)
 # pebble (the ACME test CA, with pebble-challtestsrv) serves both the e2e tests and `make demo`.
-test_pkgs=(python3 python3-pytest curl openssl ca-certificates pebble procps)
+test_pkgs=(python3 python3-pytest python3-prometheus-client curl openssl ca-certificates pebble
+           procps)
 # The reference harness (shared/bench/run.sh) also uses gcc, python3, openssl (above),
 # taskset/setsid/unshare (util-linux) and ss (iproute2). caddy: bench/ondemand.sh (on-demand TLS
 # against Pebble, moat vs Caddy).

@@ -364,6 +364,7 @@ const char *px_http_reason(int status)
     case 308: return "Permanent Redirect";
     case 400: return "Bad Request";
     case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 421: return "Misdirected Request";
     case 431: return "Request Header Fields Too Large";

@@ -267,7 +267,7 @@ static void do_acme(struct px_server *srv, struct px_buf *b)
     do_counter(b, "moat_on_demand_waits_total", "counter",
                "Handshakes that waited for a certificate obtained on demand.", v);
     do_counter(b, "moat_on_demand_refused_total", "counter",
-               "Names refused a certificate on demand (allow, ask, rate limit).",
+               "Handshakes refused a certificate on demand by allow or ask.",
                st.on_demand_refused);
     struct px_hist **per = calloc(srv->n_workers > 0 ? srv->n_workers : 1, sizeof(*per));
     if (per == NULL) {

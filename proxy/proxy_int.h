@@ -429,6 +429,7 @@ struct px_req {
     const struct px_route *route;
     struct px_target *target;
     uint64_t sent_us; /* when the request went upstream, for the latency histogram */
+    const char *why;  /* why the request was refused, for the log */
     struct px_upconn *up;
     char *up_head;       /* the head sent upstream, kept for one retry */
     size_t up_head_len;

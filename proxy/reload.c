@@ -67,6 +67,7 @@ static void do_restart_keys(const struct cfg *boot, const struct cfg *cfg, char 
         {"acme", do_acme_differs(&boot->acme, &cfg->acme)},
         {"on_demand", do_on_demand_differs(&boot->on_demand, &cfg->on_demand)},
         {"user", do_str_differs(boot->user, cfg->user)},
+        {"log.file", do_str_differs(boot->log_file, cfg->log_file)},
         {"admin", boot->admin.enabled != cfg->admin.enabled ||
                       boot->admin.listen.port != cfg->admin.listen.port ||
                       do_str_differs(boot->admin.listen.host, cfg->admin.listen.host)},

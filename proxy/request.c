@@ -307,7 +307,7 @@ static int do_forward(struct px_conn *c)
     const struct cfg *cfg = c->gen->cfg;
     r->route = do_route(c);
     if (r->route == NULL) {
-        return 421;
+        return r->site != NULL ? 404 : 421;
     }
     r->target = px_balance_pick(c->w, r->route);
     if (r->target == NULL) {
@@ -353,7 +353,7 @@ static int on_headers_complete(llhttp_t *p)
     r->is_head = p->method == HTTP_HEAD;
     const char *bad = p->http_major != 1 ? "unsupported HTTP version" : do_check_framing(c);
     if (bad != NULL) {
-        llhttp_set_error_reason(p, bad);
+        r->why = bad;
         r->status = 400;
         return -1;
     }
@@ -363,7 +363,7 @@ static int on_headers_complete(llhttp_t *p)
     r->upgrade = p->upgrade && p->method != HTTP_CONNECT;
     if (p->method == HTTP_CONNECT) {
         r->status = 405;
-        llhttp_set_error_reason(p, "CONNECT is not supported");
+        r->why = "CONNECT is not supported";
         return -1;
     }
     if (c->tls == NULL) {
@@ -372,9 +372,10 @@ static int on_headers_complete(llhttp_t *p)
     int status = do_forward(c);
     if (status != 0) {
         r->status = status;
-        llhttp_set_error_reason(p, status == 421   ? "no site for this host"
-                                   : status == 503 ? "every upstream is down"
-                                                   : "cannot forward");
+        r->why = status == 421   ? "no site for this host"
+                 : status == 404 ? "no route for this path"
+                 : status == 503 ? "every upstream is down"
+                                 : "cannot forward";
         return -1;
     }
     px_conn_set_state(c, PX_CONN_PROXY);
@@ -473,7 +474,10 @@ static size_t do_execute(struct px_conn *c, const char *p, size_t n)
         c->req.bytes_in -= n - used;
         return used;
     }
-    const char *why = llhttp_get_error_reason(&c->parser);
+    /* llhttp replaces a reason set in a callback with its own "User callback error". */
+    const char *why = c->req.rb != NULL && c->req.rb->head.overflow ? "request head too large"
+                      : c->req.why != NULL                         ? c->req.why
+                                                                   : llhttp_get_error_reason(&c->parser);
     if (c->state == PX_CONN_PROXY) {
         do_fail(c, 400, why != NULL ? why : "malformed body");
     } else if (c->state != PX_CONN_CLOSED && !c->close_after_flush && c->ask == NULL) {

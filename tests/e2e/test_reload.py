@@ -221,11 +221,13 @@ def test_no_failed_requests_under_reloads(pki, backend_factory, moat_factory):
     done, failures, names = [0], [], set()
 
     def client(tid):
+        # odd threads send one request per connection, even ones four (keep-alive)
+        per_conn = 1 if tid % 2 else 4
         i = 0
         while not stop.is_set():
             try:
                 with moat.tls_client("a.test", timeout=10 * SLOW) as c:
-                    for _ in range(4):
+                    for _ in range(per_conn):
                         i += 1
                         path = "/t%d-%d" % (tid, i)
                         r = c.request("GET", path, "a.test", timeout=10)
@@ -257,7 +259,7 @@ def test_no_failed_requests_under_reloads(pki, backend_factory, moat_factory):
             else:
                 status, j = post_reload(moat)
                 assert status == 200, j
-            time.sleep(0.4 * SLOW)
+            time.sleep(0.3 * SLOW)
             if time.monotonic() > t_end:
                 break
     finally:
@@ -267,6 +269,7 @@ def test_no_failed_requests_under_reloads(pki, backend_factory, moat_factory):
     assert not failures, "%d failed of %d requests; first: %r" % (
         len(failures), len(failures) + done[0], failures[:5])
     assert done[0] >= 40, "only %d requests went through" % done[0]
+    print("%d requests through 5 reloads" % done[0])
     assert names == {"one", "two"}, names
     assert len(events(moat, "reloaded")) == 5
     assert name_of(moat) == "two"
@@ -500,3 +503,57 @@ def test_upload_in_flight_and_drain_after_reloads(pki, backend_factory, moat_fac
     status, _ = post_reload(moat)
     assert status == 200
     assert moat.stop() == 0, moat.log_text()
+
+
+def test_repeated_reloads_leak_no_fds_or_threads(pki, backend_factory, moat_factory):
+    one, two = backend_factory("one"), backend_factory("two")
+    moat = moat_factory([site(["a.test"], pki.a, [one], health_check={
+        "path": "/hc", "interval": "100ms"})], workers=2)
+    extra = free_port()
+    a = copy.deepcopy(moat.config)
+    b = with_upstream(moat, two.addr)
+    b["listen"]["https"].append("127.0.0.1:%d" % extra)
+    b["sites"].append(site(["b.test"], pki.b, [one]))
+
+    def fds():
+        """moat's open fds, less its (pooled, health-check) connections to backends."""
+        upstream = set()
+        with open("/proc/%d/net/tcp" % moat.pid) as f:
+            next(f)
+            for ln in f:
+                parts = ln.split()
+                if int(parts[2].rsplit(":", 1)[1], 16) in (one.port, two.port):
+                    upstream.add(parts[9])
+        n = 0
+        for fd in os.listdir("/proc/%d/fd" % moat.pid):
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (moat.pid, fd))
+            except OSError:
+                continue
+            n += not (target.startswith("socket:[") and target[8:-1] in upstream)
+        return n
+
+    def threads():
+        return len(os.listdir("/proc/%d/task" % moat.pid))
+
+    assert name_of(moat) == "one"
+    # warm up once in each direction (pools, lazily started threads)
+    for cfg in (b, a):
+        moat.write_config(cfg)
+        assert moat.reload()["event"] == "reloaded"
+        name_of(moat)
+    time.sleep(0.3 * SLOW)
+    fd0, th0 = fds(), threads()
+    for k in range(10):
+        for cfg, want in ((b, "two"), (a, "one")):
+            moat.write_config(cfg)
+            e = moat.reload()
+            assert e["event"] == "reloaded", e
+            assert name_of(moat, path="/k%d" % k) == want
+    assert moat.reload()["generation"] == 24
+    deadline = time.monotonic() + 3 * SLOW
+    while (fds(), threads()) != (fd0, th0) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (fds(), threads()) == (fd0, th0), \
+        "20 reloads: fds %d -> %d, threads %d -> %d" % (fd0, fds(), th0, threads())
+    assert listening_ports(moat.pid) == {moat.https_port, moat.http_port, moat.admin_port()}
