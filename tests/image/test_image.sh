@@ -146,8 +146,13 @@ check "proxy: moat runs as uid 10001 (Uid: $uid) gid 10001 (Gid: $gid)" \
 check "proxy: id -u in the container is 10001" \
     test "$("${P[@]}" exec "$NAME-proxy" id -u)" == 10001
 closed_port=$(free_port)
+# The image's HEALTHCHECK command, pointed at another port: it must fail where no admin
+# endpoint answers, or the check would pass for a dead moat.
+health_cmd=$("${P[@]}" image inspect -f '{{index .Config.Healthcheck.Test 3}}' "$IMAGE")
+check "proxy: the HEALTHCHECK asks GET /healthz on the admin endpoint" \
+    grep -q "/dev/tcp/127.0.0.1/2019.*GET /healthz" <<<"$health_cmd"
 check "proxy: the HEALTHCHECK's command fails where nothing listens (127.0.0.1:$closed_port)" \
-    bash -c "! ${P[*]} exec $NAME-proxy bash -c 'exec 3<>/dev/tcp/127.0.0.1/$closed_port' 2>/dev/null"
+    bash -c '! "$@" 2>/dev/null' _ "${P[@]}" exec "$NAME-proxy" bash -c "${health_cmd//2019/$closed_port}"
 check "proxy: an access log line for the request" \
     bash -c "${P[*]} logs $NAME-proxy 2>&1 | grep -q '\"access\"'"
 quiet "${P[@]}" stop -t 15 "$NAME-proxy" >/dev/null
@@ -167,7 +172,7 @@ uid=$(status_field "$NAME-default" Uid)
 check "default: moat runs as uid 10001 (Uid: $uid)" test "$uid" == "10001 10001 10001 10001"
 capeff=$(status_field "$NAME-default" CapEff)
 check "default: CAP_NET_BIND_SERVICE is effective (CapEff $capeff)" has_bind_cap "${capeff%% *}"
-check "default: HEALTHCHECK (TCP connect to 127.0.0.1:443) passes" \
+check "default: HEALTHCHECK (GET /healthz on 127.0.0.1:2019) passes" \
     quiet "${P[@]}" healthcheck run "$NAME-default"
 check "default: ACME failing (no network) is logged and moat keeps running" \
     wait_for_log "$NAME-default" '"acme_failed"' 10
