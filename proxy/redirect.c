@@ -44,6 +44,7 @@ int px_req_plain(struct px_conn *c)
     struct px_req *r = &c->req;
     const struct px_head *h = &r->rb->head;
     size_t plen = strlen(CHALLENGE_PREFIX);
+    r->site = px_router_site(c->gen->router, r->rb->host, strlen(r->rb->host)); /* metrics */
     if (c->w->srv->acme != NULL && h->target.len > plen &&
         memcmp(h->raw + h->target.off, CHALLENGE_PREFIX, plen) == 0) {
         return do_challenge(c, h->raw + h->target.off + plen, h->target.len - plen, false);

@@ -8,6 +8,9 @@ dirs, so several test files can run at the same time.
   moat_factory     start moat with a JSON config:  m = moat_factory(sites=[...])
   site(...)        build a site dict for a config
 
+Every moat gets an admin endpoint on 127.0.0.1:0: Moat.admin(), .metrics(),
+.reload() (SIGHUP) and .write_config() drive the operations features.
+
 The moat binary comes from $MOAT_BIN (default ../../build/moat from here).
 """
 

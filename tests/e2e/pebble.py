@@ -575,7 +575,10 @@ class AcmeEnv:
         m = self._moat_factory([], start=False,
                                listen={"https": ["127.0.0.1:%d" % self.https_port],
                                        "http": ["127.0.0.1:%d" % self.http_port]})
-        m.argv = [MOAT_BIN, "proxy", *map(str, args)]
+        args = list(map(str, args))
+        if "--admin" not in args:
+            args += ["--admin", "127.0.0.1:0"]  # tests run in parallel: no fixed port
+        m.argv = [MOAT_BIN, "proxy", *args]
         m.config_path.write_text("# not used: started as\n# %s\n" % " ".join(m.argv))
         if not os.path.exists(MOAT_BIN):
             pytest.fail("moat binary not found at %s (set MOAT_BIN)" % MOAT_BIN)

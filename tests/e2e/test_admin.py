@@ -17,6 +17,7 @@ import time
 import pytest
 
 from conftest import MOAT_BIN, SLOW, clean_env, free_port, listening_ports, site
+from pebble import acme, pebble_factory, pebble_listener_ca  # noqa: F401
 
 LATENCY_BUCKETS = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5",
                    "5.0", "10.0", "+Inf"]
@@ -109,7 +110,7 @@ def test_healthz_and_request_rules(pki, backend, moat_factory):
     assert not [e for e in moat.logs() if e.get("event") in ("reloaded", "reload_failed")]
 
     # a request head over 8 KiB
-    big = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
+    big = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
     out = raw_admin(moat.admin_port(), big)
     assert out.startswith(b"HTTP/1.1 431"), out[:200]
 
@@ -249,7 +250,7 @@ def test_healthz_while_draining(pki, backend, moat_factory):
     backend.wait_seen(lambda st: st["requests"] >= 1, timeout=5 * SLOW)
     moat.proc.send_signal(signal.SIGTERM)
     assert moat.wait_event("draining", timeout=3), moat.log_text()
-    out = raw_admin(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    out = raw_admin(port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 503"), out
     assert out.endswith(b"\r\n\r\ndraining\n"), out
     t.join(30 * SLOW)
@@ -335,6 +336,20 @@ def test_metrics_count_requests_and_upstream_latency(pki, backend_factory, moat_
     m2 = moat.metrics()
     assert m2.value("moat_requests_total", site="a.test", code="200") == n + 1
     assert m2.value("moat_upstream_latency_seconds_count", upstream=b.addr) == n + 1
+
+    # the latency is the upstream's: two answers that take 300 ms
+    def bucket(mm, le):
+        return [s.value for s in mm.find("moat_upstream_latency_seconds_bucket",
+                                         upstream=b.addr) if float(s.labels["le"]) == le][0]
+
+    for _ in range(2):
+        assert moat.curl("a.test", "/slow?ms=300").status == 200
+    m3 = moat.metrics()
+    assert bucket(m3, 0.25) == bucket(m2, 0.25), m3
+    assert bucket(m3, 1.0) == bucket(m2, 1.0) + 2, m3
+    grew = m3.value("moat_upstream_latency_seconds_sum", upstream=b.addr) - \
+        m2.value("moat_upstream_latency_seconds_sum", upstream=b.addr)
+    assert 0.6 <= grew < 2.0 * SLOW, grew
 
 
 def test_metrics_handshakes_failures_and_resumptions(pki, backend, moat_factory, tmp_path):
@@ -465,3 +480,99 @@ def test_certificate_expiry_metric_and_list(pki, backend, moat_factory):
     assert "a.test" not in by_name["*.w.test"]["hosts"], certs
     ends = [c["not_after_unix"] for c in certs]
     assert ends == sorted(ends), certs
+
+
+def test_metrics_acme(acme):
+    """An issuance from Pebble shows in the ACME counters and the certificate list."""
+    acme.make_pebble()
+    m = acme.moat()
+    acme.wait_issued(m)
+    leaf = acme.check_served(m)
+    got = wait_metric(m, lambda x: x.value("moat_acme_certificates_obtained_total") >= 1)
+    assert got.value("moat_acme_orders_total") == 1, got
+    assert got.value("moat_acme_certificates_obtained_total") == 1, got
+    assert got.value("moat_acme_order_failures_total") == 0, got
+    end = got.value("moat_certificate_expiry_timestamp_seconds", name="app.test")
+    assert end == leaf.not_after_ts, (end, leaf)
+    status, _, body = m.admin("GET", "/certificates")
+    certs = json.loads(body)["certificates"]
+    assert [c["names"] for c in certs] == [["app.test"]], certs
+
+
+def test_idle_admin_connections_do_not_block(pki, backend, moat_factory):
+    moat = moat_factory([site(["a.test"], pki.a, [backend])])
+    port = moat.admin_port()
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(4)]
+    try:
+        idle[0].sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+        t0 = time.monotonic()
+        status, _, body = moat.admin("GET", "/healthz")
+        assert (status, body) == (200, b"ok\n")
+        assert moat.metrics().value("moat_requests_total", site="a.test", code="200",
+                                    default=0) == 0
+        assert time.monotonic() - t0 < 2 * SLOW
+        assert moat.curl("a.test", "/").status == 200
+    finally:
+        for s in idle:
+            s.close()
+
+
+@pytest.fixture
+def od(acme, request, tmp_path):  # noqa: F811
+    from ondemand_helpers import OnDemandEnv
+    env = OnDemandEnv(acme, request, tmp_path)
+    yield env
+    env.stop()
+
+
+def test_metrics_on_demand(od):
+    """A handshake that waits for an on-demand certificate and a refused name show in
+    the on-demand metrics."""
+    from ondemand_helpers import fetch, handshake
+    p = od.start_pebble()
+    ask = od.start_ask()
+    ask.set("denied.od.test", 403)
+    m = od.moat(sites=[od.od_site(["*"])])  # any name, allow *.od.test, ask
+    f = fetch(m.https_port, "first.od.test", p.root, "/first", timeout=60)
+    assert f.ok and f.status == 200, f
+    got = wait_metric(m, lambda x: x.value("moat_acme_certificates_obtained_total") >= 1)
+    assert got.value("moat_on_demand_waits_total") == 1, got
+    assert got.value("moat_on_demand_wait_seconds_count") == 1, got
+    assert 0 < got.value("moat_on_demand_wait_seconds_sum") <= f.total_s + 1, (got, f)
+    assert got.value("moat_on_demand_wait_seconds_bucket", le="+Inf") == 1, got
+    assert got.value("moat_acme_orders_total") == 1, got
+    assert got.value("moat_on_demand_refused_total") == 0, got
+
+    for name in ("denied.od.test", "a.b.od.test"):  # refused by ask, by allow
+        refused = handshake(m.https_port, name, p.root, timeout=15)
+        assert not refused.ok, refused
+    got = wait_metric(m, lambda x: x.value("moat_on_demand_refused_total") >= 2)
+    assert got.value("moat_on_demand_refused_total") == 2, got
+    # a paused handshake counts as a wait whatever the answer: as many as the
+    # on_demand_wait log lines
+    waits = len([e for e in m.logs() if e.get("event") == "on_demand_wait"])
+    assert got.value("moat_on_demand_waits_total") == waits, got
+    assert got.value("moat_on_demand_wait_seconds_count") == waits, got
+    assert got.value("moat_acme_orders_total") == 1, got
+    # the certificate obtained is listed with its expiry
+    assert got.value("moat_certificate_expiry_timestamp_seconds", name="first.od.test"), got
+
+
+def test_admin_listen_values(pki, backend, moat_factory):
+    # localhost is accepted and stays on loopback
+    m = moat_factory([site(["a.test"], pki.a, [backend])], admin={"listen": "localhost:0"})
+    port = m.admin_port()
+    e = m.wait_event("admin_listening")
+    assert e.get("address") in ("127.0.0.1", "::1", "localhost"), e
+    assert port in listening_ports(m.pid)
+    host = "::1" if e.get("address") == "::1" else "127.0.0.1"
+    with socket.create_connection((host, port), timeout=5 * SLOW) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 200"), "Host: localhost refused"
+    # a host name other than localhost is a configuration error, before anything runs
+    bad = moat_factory([site(["a.test"], pki.a, [backend])], start=False,
+                       admin={"listen": "admin.example:2019"})
+    bad.spawn()
+    rc = bad.wait_exit(15 * SLOW)
+    assert rc not in (None, 0), bad.stderr_text()
+    assert "admin.listen" in bad.stderr_text(), bad.stderr_text()

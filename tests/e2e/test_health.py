@@ -290,3 +290,55 @@ def test_passive_counts_head_timeouts_within_the_window(pki, backend, moat_facto
     assert m.value("moat_upstream_failures_total", upstream=backend.addr) == 3, m
     assert m.value("moat_upstream_healthy", upstream=backend.addr) == 0, m
     assert "/out" not in backend.stats()["seen_paths"]
+
+
+def test_first_route_decides_shared_checks(pki, backend, moat_factory):
+    """Two routes check the same upstream differently: the first (config order) wins,
+    and the upstream is checked once per interval, not once per route."""
+    moat_factory([
+        site(["a.test"], pki.a, [backend], health_check=active("/first")),
+        site(["b.test"], pki.b, [backend], health_check=active("/second", interval="100ms")),
+    ])
+    t0 = time.monotonic()
+    time.sleep(1.0 * SLOW)
+    st = backend.stats()
+    elapsed = time.monotonic() - t0
+    assert "/second" not in st["seen_paths"], st["seen_paths"]
+    n = st["seen_paths"].count("/first")
+    assert 2 <= n <= elapsed / (INTERVAL_MS / 1000.0) + 2, (n, elapsed)
+
+
+def test_passive_counts_resets_before_the_head(request, pki, moat_factory):
+    """An upstream that takes the request and closes without answering fails it."""
+    rude = socket.socket()
+    rude.bind(("127.0.0.1", 0))
+    rude.listen(64)
+    request.addfinalizer(rude.close)
+    addr = "127.0.0.1:%d" % rude.getsockname()[1]
+    stop = threading.Event()
+
+    def serve():
+        rude.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                c, _ = rude.accept()
+            except OSError:
+                continue
+            try:
+                c.settimeout(2)
+                c.recv(65536)
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
+            except OSError:
+                pass
+            c.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    request.addfinalizer(stop.set)
+    moat = moat_factory([site(["a.test"], pki.a, [addr], passive_health={
+        "max_fails": 2, "fail_duration": "30s"})])
+    statuses = [moat.curl("a.test", "/rude%d" % i).status for i in range(4)]
+    assert statuses == [502, 502, 503, 503], statuses
+    m = moat.metrics()
+    assert m.value("moat_upstream_failures_total", upstream=addr) == 2, m
+    assert m.value("moat_upstream_healthy", upstream=addr) == 0, m

@@ -212,3 +212,64 @@ def test_user_ignored_when_not_root(public_dir, pki, backend, moat_factory):
     warn = [e for e in moat.logs() if e.get("event") == "user_ignored"]
     assert len(warn) == 1 and warn[0]["level"] == "warn", moat.log_text()
     assert moat.curl("a.test", "/").status == 200
+
+
+def test_one_liner_log_file_and_user(public_dir, pki, backend, moat_factory):
+    log = public_dir / "oneliner.log"
+    m = moat_factory([], start=False)
+    argv = [MOAT_BIN, "proxy", "--from", "a.test", "--to", backend.addr,
+            "--cert", pki.a.chain, "--key", pki.a.key, "--bind", "127.0.0.1",
+            "--https-port", m.https_port, "--http-port", m.http_port, "--admin", "127.0.0.1:0",
+            "--access-log", "--log-file", log, "--user", "nobody"]
+    root = os.geteuid() == 0
+    m.log_path = log
+    m.start(argv=argv)
+    assert m.curl("a.test", "/one-liner").status == 200
+    assert wait_in_log(log, access_for("/one-liner"))
+    assert parse_log_lines(m.stderr_text()) == [], m.stderr_text()
+    if root:
+        nobody = pwd.getpwnam("nobody")
+        for tid, t in proc_status(m.pid).items():
+            assert t["Uid"].split() == [str(nobody.pw_uid)] * 4, (tid, t["Uid"])
+    else:
+        assert [e for e in m.logs() if e.get("event") == "user_ignored"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_log_rotation_after_dropping_root(public_dir, pki, backend, moat_factory):
+    """logrotate's way (rename, create the new file for the service user, SIGUSR1)
+    works once moat runs as nobody; a reopen it cannot do leaves it running, with its
+    lines still written."""
+    nobody = pwd.getpwnam("nobody")
+    logs = public_dir / "log"
+    logs.mkdir(mode=0o755)  # owned by root: nobody cannot create files here
+    log = logs / "moat.log"
+    moat = moat_factory([site(["a.test"], pki.a, [backend])], workdir=public_dir,
+                        user="nobody", log={"file": str(log)})
+    assert moat.curl("a.test", "/one").status == 200
+    assert wait_in_log(log, access_for("/one"))
+
+    os.rename(log, logs / "moat.log.1")
+    log.touch(mode=0o640)
+    os.chown(log, nobody.pw_uid, nobody.pw_gid)
+    moat.proc.send_signal(signal.SIGUSR1)
+    assert wait_in_log(log, lambda e: e.get("event") == "log_reopened") or \
+        [e for e in read_log(logs / "moat.log.1") if e.get("event") == "log_reopened"]
+    assert moat.curl("a.test", "/two").status == 200
+    assert wait_in_log(log, access_for("/two")), "not written to the new file"
+
+    # now a rotation without the new file: nobody cannot create it
+    os.rename(log, logs / "moat.log.2")
+    moat.proc.send_signal(signal.SIGUSR1)
+    time.sleep(0.3 * SLOW)
+    assert moat.running()
+    assert moat.curl("a.test", "/three").status == 200
+    deadline = time.monotonic() + 3 * SLOW
+    while time.monotonic() < deadline:
+        lines = read_log(logs / "moat.log.2") + read_log(log) + \
+            parse_log_lines(moat.stderr_text())
+        if [e for e in lines if access_for("/three")(e)]:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the access line of /three went nowhere")

@@ -7,6 +7,7 @@ are reported and kept."""
 import copy
 import json
 import os
+import signal
 import socket
 import ssl
 import threading
@@ -138,6 +139,13 @@ def test_broken_configs_are_refused(pki, backend_factory, moat_factory, tmp_path
         ("listener port taken", busy_port, str(busy.getsockname()[1])),
     ]
     failures = 0
+    # the file is gone for a moment (an editor renaming it, say)
+    hidden = moat.config_path.with_name("moat.json.away")
+    os.rename(moat.config_path, hidden)
+    e = moat.reload()
+    failures += 1
+    assert e["event"] == "reload_failed" and "moat.json" in json.dumps(e), e
+    os.rename(hidden, moat.config_path)
     try:
         for what, cfg, needle in cases:
             moat.write_config(cfg)
@@ -245,7 +253,19 @@ def test_no_failed_requests_under_reloads(pki, backend_factory, moat_factory):
                 with lock:
                     failures.append(("/t%d-%d" % (tid, i), repr(e)))
 
+    def scraper():
+        while not stop.is_set():
+            try:
+                moat.metrics()
+                status, _, body = moat.admin("GET", "/certificates")
+                assert status == 200 and json.loads(body)["certificates"], body
+            except Exception as e:
+                with lock:
+                    failures.append(("admin", repr(e)))
+            time.sleep(0.02)
+
     threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(4)]
+    threads.append(threading.Thread(target=scraper, daemon=True))
     for t in threads:
         t.start()
     t_end = time.monotonic() + 20
@@ -357,10 +377,15 @@ def test_websocket_survives_reloads(pki, backend_factory, moat_factory):
 def test_keys_needing_restart_are_kept(pki, backend_factory, moat_factory):
     one, two = backend_factory("one"), backend_factory("two")
     moat = moat_factory([site(["a.test"], pki.a, [one])])
+    first = copy.deepcopy(moat.config)
     admin_port = moat.admin_port()
+    uid = proc_uid(moat.pid)
+    threads = len(os.listdir("/proc/%d/task" % moat.pid))
     cfg = with_upstream(moat, two.addr)
-    cfg["workers"] = 2
+    cfg["workers"] = 3
     cfg["admin"] = {"listen": "off"}
+    cfg["tls"] = {"default_sni": "a.test"}
+    cfg["user"] = "nobody"
     moat.write_config(cfg)
     n = len(moat.logs())
     e = moat.reload()
@@ -369,22 +394,43 @@ def test_keys_needing_restart_are_kept(pki, backend_factory, moat_factory):
     assert len(warn) == 1 and warn[0]["level"] == "warn", moat.log_text()
     keys = warn[0]["keys"]
     keys = keys if isinstance(keys, list) else [k.strip() for k in str(keys).split(",")]
-    assert sorted(keys) == ["admin", "workers"], warn
-    # the rest applied; the admin endpoint stayed where it was
+    assert sorted(keys) == ["admin", "tls", "user", "workers"], warn
+    # the rest applied ...
     assert name_of(moat) == "two"
+    # ... but not those: the admin endpoint stayed where it was, a client without SNI
+    # still fails (no default_sni), no user switch, no new worker threads
     assert moat.admin_port() == admin_port
     status, _, body = moat.admin("GET", "/healthz")
     assert (status, body) == (200, b"ok\n")
+    assert not no_sni_handshake(moat), "tls.default_sni applied without a restart"
+    assert proc_uid(moat.pid) == uid
+    assert len(os.listdir("/proc/%d/task" % moat.pid)) == threads
 
     # a later reload without those changes says nothing about a restart
-    cfg = with_upstream(moat, one.addr)
-    cfg["workers"] = 1
-    cfg["admin"] = {"listen": "127.0.0.1:0"}
-    moat.write_config(cfg)
+    moat.write_config(first)
     n = len(moat.logs())
     assert moat.reload()["event"] == "reloaded"
     assert not [x for x in moat.logs()[n:] if x.get("event") == "reload_restart_required"]
     assert name_of(moat) == "one"
+
+
+def proc_uid(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            if ln.startswith("Uid:"):
+                return ln.split()[1:]
+    return None
+
+
+def no_sni_handshake(moat):
+    ctx = ssl.create_default_context(cafile=str(moat.pki.ca))
+    ctx.check_hostname = False
+    try:
+        with socket.create_connection(("127.0.0.1", moat.https_port), timeout=5 * SLOW) as raw:
+            with ctx.wrap_socket(raw, server_hostname=None):
+                return True
+    except (ssl.SSLError, OSError):
+        return False
 
 
 def served_der(moat, port, name):
@@ -469,14 +515,26 @@ def test_health_checks_follow_reload(pki, backend_factory, moat_factory):
     assert moat.reload()["event"] == "reloaded"
     st = one.wait_seen(lambda s: s["seen_paths"].count("/hc") >= 2, timeout=3 * SLOW)
     assert st["seen_paths"].count("/hc") >= 2, st
+    # the route moves to another upstream: that one is checked, the old one no more
+    two = backend_factory("two")
+    cfg["sites"][0]["upstreams"] = [two.addr]
+    moat.write_config(cfg)
+    assert moat.reload()["event"] == "reloaded"
+    st = two.wait_seen(lambda s: s["seen_paths"].count("/hc") >= 2, timeout=3 * SLOW)
+    assert st["seen_paths"].count("/hc") >= 2, st
+    time.sleep(0.3 * SLOW)
+    n = one.stats()["seen_paths"].count("/hc")
+    time.sleep(0.6 * SLOW)
+    assert one.stats()["seen_paths"].count("/hc") == n, "an upstream no route names is checked"
+
     del cfg["sites"][0]["health_check"]
     moat.write_config(cfg)
     assert moat.reload()["event"] == "reloaded"
     time.sleep(0.3 * SLOW)
-    n = one.stats()["seen_paths"].count("/hc")
+    n = two.stats()["seen_paths"].count("/hc")
     time.sleep(0.6 * SLOW)
-    assert one.stats()["seen_paths"].count("/hc") == n, "checks go on after they were removed"
-    assert name_of(moat) == "one"
+    assert two.stats()["seen_paths"].count("/hc") == n, "checks go on after they were removed"
+    assert name_of(moat) == "two"
 
 
 def test_upload_in_flight_and_drain_after_reloads(pki, backend_factory, moat_factory):
@@ -557,3 +615,24 @@ def test_repeated_reloads_leak_no_fds_or_threads(pki, backend_factory, moat_fact
     assert (fds(), threads()) == (fd0, th0), \
         "20 reloads: fds %d -> %d, threads %d -> %d" % (fd0, fds(), th0, threads())
     assert listening_ports(moat.pid) == {moat.https_port, moat.http_port, moat.admin_port()}
+
+
+def test_sighup_burst(pki, backend_factory, moat_factory):
+    """Signals arriving faster than reloads finish: moat survives, ends on the file's
+    config, and every reload it did is logged."""
+    one, two = backend_factory("one"), backend_factory("two")
+    moat = moat_factory([site(["a.test"], pki.a, [one])], workers=2)
+    moat.write_config(with_upstream(moat, two.addr))
+    for _ in range(10):
+        moat.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5 * SLOW
+    while time.monotonic() < deadline and not events(moat, "reloaded"):
+        time.sleep(0.05)
+    time.sleep(0.5 * SLOW)
+    assert moat.running()
+    done = events(moat, "reloaded")
+    assert 1 <= len(done) <= 10 and not events(moat, "reload_failed"), moat.log_text()
+    assert [e["generation"] for e in done] == list(range(2, 2 + len(done))), done
+    assert name_of(moat) == "two"
+    status, j = post_reload(moat)
+    assert status == 200 and j["generation"] == 2 + len(done), j
