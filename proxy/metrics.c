@@ -265,7 +265,8 @@ static void do_acme(struct px_server *srv, struct px_buf *b)
     uint64_t v;
     WORKER_SUM(srv, od_waits, v);
     do_counter(b, "moat_on_demand_waits_total", "counter",
-               "Handshakes that waited for a certificate obtained on demand.", v);
+               "Handshakes paused for an on-demand certificate (obtained, loaded or refused).",
+               v);
     do_counter(b, "moat_on_demand_refused_total", "counter",
                "Handshakes refused a certificate on demand by allow or ask.",
                st.on_demand_refused);
