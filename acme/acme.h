@@ -90,7 +90,8 @@ void acme_mgr_enable_on_demand(struct acme_mgr *m, const struct cfg_on_demand *o
 /* Makes a certificate for name present in the store: already there, loaded from storage
  * (another instance may have stored it), or ordered. cb runs once on the control loop,
  * possibly before this returns: status 0 (the store has it now) or negative with why
- * (refused, failed, backing off). Many calls for one name share one order. */
+ * (refused, failed, backing off). Many calls for one name share one order. A name managed
+ * with acme_mgr_manage waits for that certificate, with or without on-demand TLS. */
 void acme_mgr_obtain(struct acme_mgr *m, const char *name, acme_obtain_cb cb, void *arg);
 
 /* Installs a challenge that another instance sharing storage is answering for name, so

@@ -3,6 +3,7 @@
  * stored challenge can answer. Mailboxes are mutex-guarded lists woken by uv_async. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "conn_int.h"
 
@@ -134,6 +135,16 @@ void px_bridge_on_answers(uv_async_t *h)
     }
 }
 
+static bool do_lists_exactly(const struct px_site *site, const char *name)
+{
+    for (size_t i = 0; i < site->n_hosts; i++) {
+        if (strcasecmp(site->hosts[i], name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Inside a handshake on a worker: pause it when the control thread may produce what is
  * missing. Only names of sites without certificate files qualify for on-demand. */
 enum tls_miss px_on_tls_miss(void *arg, struct tls_conn *tc, const char *name, bool challenge)
@@ -145,7 +156,12 @@ enum tls_miss px_on_tls_miss(void *arg, struct tls_conn *tc, const char *name, b
     }
     if (!challenge) {
         const struct px_site *site = px_router_site(c->gen->router, name, strlen(name));
-        if (!srv->boot_cfg->on_demand.enabled || site == NULL || !site->acme) {
+        if (site == NULL || !site->acme) {
+            return TLS_MISS_REFUSE;
+        }
+        /* Without on-demand TLS only the names a site lists exactly wait (for the order
+         * made at start); any other name is refused here, without asking. */
+        if (!srv->boot_cfg->on_demand.enabled && !do_lists_exactly(site, name)) {
             return TLS_MISS_REFUSE;
         }
     }

@@ -233,6 +233,27 @@ def test_ca_down_at_start(acme, pki):
     assert took < 30 * SLOW, took
 
 
+@pytest.mark.parametrize("on_demand", [False, True])
+def test_first_handshake_waits_for_the_startup_order(acme, on_demand):
+    """A client arriving while the certificate of a listed name is still being ordered
+    waits for that order instead of being refused, and never causes a second order
+    (with on-demand TLS on too)."""
+    p = acme.make_pebble()
+    over = {"on_demand": {"enabled": True, "allow": ["app.test"]}} if on_demand else {}
+    m = acme.moat(**over)
+    # no wait for acme_certificate_stored: the first client races the start-up order
+    status, body, _ = tls_get(m.https_port, "app.test", p.root, "/early", timeout=30 * SLOW)
+    assert status == 200, body
+    acme.wait_issued(m)
+    # the client did arrive before the certificate (an order takes 100 ms or more)
+    waits = [e for e in m.logs() if e.get("event") == "on_demand_wait"
+             and e.get("name") == "app.test"]
+    assert waits, m.log_text()
+    assert p.orders() == 1, p.log_text()
+    assert len(acme_events(m, "acme_order_created", "app.test")) == 1, m.log_text()
+    assert acme.check_served(m)
+
+
 # ---------------------------------------------------------------------------
 # 8: the one-liner
 
