@@ -107,8 +107,9 @@ void acme_order_fail(struct acme_order *o, const char *fmt, ...)
     va_end(ap);
     acme_order_cb cb = o->cb;
     void *arg = o->arg;
+    uint64_t retry_after_ms = o->retry_after_ms;
     do_dispose(o);
-    cb(arg, -1, why, NULL, 0, NULL, 0);
+    cb(arg, -1, why, retry_after_ms, NULL, 0, NULL, 0);
 }
 
 void acme_order_succeed(struct acme_order *o, const char *pem, size_t len)
@@ -122,7 +123,7 @@ void acme_order_succeed(struct acme_order *o, const char *pem, size_t len)
     acme_order_cb cb = o->cb;
     void *arg = o->arg;
     do_dispose(o);
-    cb(arg, 0, NULL, pem, len, key_pem, key_len);
+    cb(arg, 0, NULL, 0, pem, len, key_pem, key_len);
     OPENSSL_cleanse(key_pem, key_len);
     free(key_pem);
 }
@@ -151,6 +152,12 @@ void acme_problem_text(const struct acme_http_response *res, char *out, size_t c
 /* Retry-After as seconds or an HTTP-date; default_ms when absent or unreadable. */
 uint64_t acme_retry_after_ms(const struct acme_http_response *res, uint64_t default_ms)
 {
+    return acme_retry_after_max(res, default_ms, 3600000);
+}
+
+uint64_t acme_retry_after_max(const struct acme_http_response *res, uint64_t default_ms,
+                              uint64_t max_ms)
+{
     const char *v = acme_http_header(res, "retry-after");
     if (v == NULL) {
         return default_ms;
@@ -158,7 +165,7 @@ uint64_t acme_retry_after_ms(const struct acme_http_response *res, uint64_t defa
     char *end = NULL;
     unsigned long secs = strtoul(v, &end, 10);
     if (end != v && *end == '\0') {
-        return secs > 3600 ? 3600000 : (uint64_t)secs * 1000;
+        return (uint64_t)secs * 1000 > max_ms ? max_ms : (uint64_t)secs * 1000;
     }
     struct tm tm;
     memset(&tm, 0, sizeof(tm));
@@ -170,7 +177,8 @@ uint64_t acme_retry_after_ms(const struct acme_http_response *res, uint64_t defa
     if (when <= now) {
         return 0;
     }
-    return when - now > 3600 ? 3600000 : (uint64_t)(when - now) * 1000;
+    uint64_t ms = (uint64_t)(when - now) * 1000;
+    return ms > max_ms ? max_ms : ms;
 }
 
 uint64_t acme_poll_delay_ms(const struct acme_order *o, const struct acme_http_response *res)
@@ -253,6 +261,11 @@ static void on_post_response(void *arg, const struct acme_http_response *res)
         return;
     }
     do_keep_nonce(o->client, res);
+    if (res->status >= 400) {
+        /* rateLimited and a busy CA say when to come back (RFC 8555 6.6); the back-off
+         * after this order fails waits at least that long. A day at most. */
+        o->retry_after_ms = acme_retry_after_max(res, 0, 24 * 3600 * 1000ull);
+    }
     if (res->status == 400 && o->post_tries < NONCE_RETRIES) {
         cJSON *doc = cJSON_ParseWithLength(res->body, res->body_len);
         const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "type"));

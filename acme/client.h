@@ -20,9 +20,11 @@ struct acme_challenge_hooks {
 };
 
 /* Called once per order. On success status is 0 and the PEM chain and key are valid
- * during the call; else status is negative and error says what failed and what to fix. */
-typedef void (*acme_order_cb)(void *arg, int status, const char *error, const char *cert_pem,
-                              size_t cert_len, const char *key_pem, size_t key_len);
+ * during the call; else status is negative, error says what failed and what to fix, and
+ * retry_after_ms is how long the CA asked to wait (Retry-After), or 0. */
+typedef void (*acme_order_cb)(void *arg, int status, const char *error, uint64_t retry_after_ms,
+                              const char *cert_pem, size_t cert_len, const char *key_pem,
+                              size_t key_len);
 
 /* The client owns neither http nor st; both outlive it. */
 struct acme_client *acme_client_new(uv_loop_t *loop, struct acme_http *http,

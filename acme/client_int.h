@@ -47,6 +47,7 @@ struct acme_order {
     char **names;
     size_t n_names;
     uint64_t start_ms;
+    uint64_t retry_after_ms;        /* the last error's Retry-After, for the back-off */
     uv_timer_t timer;               /* polling and Retry-After waits */
     acme_order_step after_wait;
     bool done;
@@ -88,6 +89,9 @@ void acme_order_wait(struct acme_order *o, uint64_t ms, acme_order_step next);
 void acme_order_authz_done(struct acme_order *o);
 void acme_problem_text(const struct acme_http_response *res, char *out, size_t cap);
 uint64_t acme_retry_after_ms(const struct acme_http_response *res, uint64_t default_ms);
+/* The same with another ceiling than acme_retry_after_ms's hour. */
+uint64_t acme_retry_after_max(const struct acme_http_response *res, uint64_t default_ms,
+                              uint64_t max_ms);
 /* How long to wait before polling again: Retry-After when given, else 25 ms doubling up
  * to a second with each poll of this order's current step. */
 uint64_t acme_poll_delay_ms(const struct acme_order *o, const struct acme_http_response *res);

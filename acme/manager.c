@@ -231,8 +231,8 @@ static void do_stored_ok(struct acme_site *s, bool renewed)
                   s->order_start_ms, s->mgr->loop);
 }
 
-static void on_order_done(void *arg, int status, const char *error, const char *pem, size_t len,
-                          const char *key, size_t key_len)
+static void on_order_done(void *arg, int status, const char *error, uint64_t retry_after_ms,
+                          const char *pem, size_t len, const char *key, size_t key_len)
 {
     struct acme_site *s = arg;
     s->order = NULL;
@@ -261,10 +261,10 @@ static void on_order_done(void *arg, int status, const char *error, const char *
     }
     s->mgr->stats.order_failures++;
     do_unlock(s);
-    acme_site_failed(s, error);
+    acme_site_failed(s, error, retry_after_ms);
 }
 
-void acme_site_failed(struct acme_site *s, const char *error)
+void acme_site_failed(struct acme_site *s, const char *error, uint64_t min_delay_ms)
 {
     const struct cfg_acme *cfg = s->mgr->cfg;
     uint64_t delay = cfg->retry_initial_ms;
@@ -273,6 +273,9 @@ void acme_site_failed(struct acme_site *s, const char *error)
     }
     if (delay > cfg->retry_max_ms) {
         delay = cfg->retry_max_ms;
+    }
+    if (delay < min_delay_ms) {
+        delay = min_delay_ms; /* the CA's Retry-After wins over retry_max */
     }
     s->failures++;
     s->chal_index++; /* the next configured challenge type goes first next time */
@@ -328,7 +331,7 @@ static void do_order(struct acme_site *s)
         return;
     }
     if (rc != 0) {
-        acme_site_failed(s, "cannot take the storage lock (check acme.storage permissions)");
+        acme_site_failed(s, "cannot take the storage lock (check acme.storage permissions)", 0);
         return;
     }
     s->locked = true;
@@ -350,7 +353,7 @@ static void do_order(struct acme_site *s)
     if (s->order == NULL) {
         m->stats.order_failures++;
         do_unlock(s);
-        acme_site_failed(s, "cannot start the order (out of memory)");
+        acme_site_failed(s, "cannot start the order (out of memory)", 0);
     }
 }
 

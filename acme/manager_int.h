@@ -97,6 +97,8 @@ struct acme_site *acme_site_new(struct acme_mgr *m, const char *const *names, si
 void acme_site_order(struct acme_site *s);
 
 void acme_site_start(struct acme_site *s);
-void acme_site_failed(struct acme_site *s, const char *error);
+/* Backs off after a failure: retry_initial doubling up to retry_max, but at least
+ * min_delay_ms (the CA's Retry-After). */
+void acme_site_failed(struct acme_site *s, const char *error, uint64_t min_delay_ms);
 
 #endif

@@ -113,7 +113,7 @@ bool acme_od_may_order(struct acme_site *s)
     uint64_t now = uv_now(m->loop);
     uint64_t oldest = m->od_order_times[m->od_order_next];
     if (oldest != 0 && now - oldest < m->od->rate_per_ms) {
-        acme_site_failed(s, "on_demand.rate_limit reached: too many new orders");
+        acme_site_failed(s, "on_demand.rate_limit reached: too many new orders", 0);
         return false;
     }
     m->od_order_times[m->od_order_next] = now;

@@ -8,6 +8,7 @@ intermediate Pebble made at its start. See pebble.py.
 """
 
 import hashlib
+import json
 import os
 import re
 import ssl
@@ -295,3 +296,94 @@ def test_certs_list(acme):
         leaf.not_after, info)
     crt = storage_files(acme.storage, p.ca_key, "app.test")["crt"]
     assert str(crt) in out or str(crt.parent) in out, "path not listed:\n" + info
+
+
+# ---------------------------------------------------------------------------
+# A CA that refuses with rateLimited and Retry-After. Pebble never rate-limits, so a
+# scripted CA stands in for that answer: directory, nonces and account as RFC 8555
+# describes them, then 429 for every new order.
+
+class RateLimitedCA:
+    def __init__(self, listener_ca, retry_after):
+        import http.server
+        import threading
+
+        ca = self
+        self.orders = 0
+        self.retry_after = retry_after
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status, body=b"", headers=()):
+                self.send_response(status)
+                self.send_header("Replay-Nonce", b64url(os.urandom(16)))
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def do_HEAD(self):
+                self._send(200)
+
+            def do_GET(self):
+                base = "https://127.0.0.1:%d" % ca.port
+                if self.path == "/dir":
+                    body = json.dumps({"newNonce": base + "/nonce", "newAccount": base + "/acct",
+                                       "newOrder": base + "/order"}).encode()
+                    self._send(200, body, [("Content-Type", "application/json")])
+                else:
+                    self._send(200)
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                base = "https://127.0.0.1:%d" % ca.port
+                if self.path == "/acct":
+                    self._send(201, b'{"status":"valid"}',
+                               [("Location", base + "/acct/1"),
+                                ("Content-Type", "application/json")])
+                elif self.path == "/order":
+                    ca.orders += 1
+                    body = json.dumps({"type": "urn:ietf:params:acme:error:rateLimited",
+                                       "detail": "too many new orders recently"}).encode()
+                    self._send(429, body, [("Retry-After", str(ca.retry_after)),
+                                           ("Content-Type", "application/problem+json")])
+                else:
+                    self._send(404)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(listener_ca.cert), str(listener_ca.key))
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_rate_limited_order_waits_for_retry_after(pebble_listener_ca, backend, moat_factory,
+                                                   tmp_path):
+    """A CA answering rateLimited with Retry-After is not asked again before then, even
+    when retry_initial and retry_max are shorter."""
+    ca = RateLimitedCA(pebble_listener_ca, retry_after=120)
+    try:
+        m = moat_factory([{"hosts": ["app.test"], "upstreams": [backend.addr]}],
+                         acme={"ca": "https://127.0.0.1:%d/dir" % ca.port,
+                               "ca_root": str(pebble_listener_ca.ca),
+                               "storage": str(tmp_path / "storage"),
+                               "retry_initial": "1s", "retry_max": "2s"})
+        failed = wait_event(m, "acme_failed", "app.test", timeout=15)
+        assert "rateLimited" in failed.get("error", ""), failed
+        assert failed["retry_in_ms"] >= 120000, failed
+        time.sleep(3 * SLOW)  # past retry_max: a back-off ignoring Retry-After asks again
+        assert ca.orders == 1, m.log_text()
+    finally:
+        ca.stop()
