@@ -442,7 +442,7 @@ void cfg_load_acme(struct cfg_loader *ld, const cJSON *v)
 
 /* Only http-01 with no plain listener: the CA could never validate, so say it at load time
  * rather than as an endless series of failed orders. */
-void cfg_check_challenges_reachable(const struct cfg *cfg, const char *path, struct cfg_errs *e)
+void cfg_check_challenges_reachable(struct cfg *cfg, const char *path, struct cfg_errs *e)
 {
     bool acme = cfg->on_demand.enabled;
     for (size_t i = 0; i < cfg->n_sites && !acme; i++) {
@@ -451,11 +451,17 @@ void cfg_check_challenges_reachable(const struct cfg *cfg, const char *path, str
     if (!acme || cfg->n_http_listen > 0) {
         return;
     }
+    size_t kept = 0;
     for (size_t i = 0; i < cfg->acme.n_challenges; i++) {
         if (cfg->acme.challenges[i] != CFG_CHALLENGE_HTTP_01) {
-            return;
+            cfg->acme.challenges[kept++] = cfg->acme.challenges[i];
         }
     }
-    cfg_errs_add(e, path, "only \"http-01\" is enabled but nothing listens for plain HTTP, "
-                 "so the CA could never validate: add a plain listener or \"tls-alpn-01\"");
+    if (kept == 0) {
+        cfg_errs_add(e, path, "only \"http-01\" is enabled but nothing listens for plain HTTP, "
+                     "so the CA could never validate: add a plain listener or \"tls-alpn-01\"");
+        return;
+    }
+    /* Every other attempt would be an http-01 validation doomed to fail. */
+    cfg->acme.n_challenges = kept;
 }

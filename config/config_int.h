@@ -32,8 +32,9 @@ struct cfg_errs {
 };
 
 void cfg_errs_init(struct cfg_errs *e, char *buf, size_t cap);
-/* acme.c: only http-01 with no plain listener is an error (path names the setting). */
-void cfg_check_challenges_reachable(const struct cfg *cfg, const char *path, struct cfg_errs *e);
+/* acme.c: with no plain listener, http-01 leaves the challenge list; when it was the
+ * only type that is an error (path names the setting). */
+void cfg_check_challenges_reachable(struct cfg *cfg, const char *path, struct cfg_errs *e);
 
 void cfg_errs_add(struct cfg_errs *e, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -448,7 +448,8 @@ static void test_sites(void)
                     "tls.default_sni: expected one of the sites' hosts");
 }
 
-/* Only http-01 and no plain listener: no CA could ever validate. */
+/* Only http-01 and no plain listener: no CA could ever validate. With another type,
+ * http-01 leaves the list, so no attempt is spent on it. */
 static void test_unreachable_challenge(void)
 {
     CHECK_DOC_ERROR("{\"listen\":{\"http\":[]},\"acme\":{\"challenges\":[\"http-01\"]},"
@@ -457,6 +458,18 @@ static void test_unreachable_challenge(void)
     struct cfg *cfg = parse("{\"listen\":{\"http\":[]},\"acme\":{\"challenges\":"
                             "[\"http-01\",\"tls-alpn-01\"]},\"sites\":[" SITE_ACME "]}");
     CHECK(cfg != NULL);
+    if (cfg != NULL) {
+        CHECK(cfg->acme.n_challenges == 1);
+        CHECK(cfg->acme.challenges[0] == CFG_CHALLENGE_TLS_ALPN_01);
+    }
+    cfg_free(cfg);
+    cfg = parse("{\"acme\":{\"challenges\":[\"http-01\",\"tls-alpn-01\"]},"
+                "\"sites\":[" SITE_ACME "]}");
+    CHECK(cfg != NULL);
+    if (cfg != NULL) {
+        CHECK(cfg->acme.n_challenges == 2);
+        CHECK(cfg->acme.challenges[0] == CFG_CHALLENGE_HTTP_01);
+    }
     cfg_free(cfg);
 }
 
