@@ -61,7 +61,7 @@ static int do_add_http01(struct acme_mgr *m, const char *name, const char *token
 
 /* Makes the answer reachable here: the HTTP-01 table or a TLS-ALPN-01 certificate. */
 static int do_install_answer(struct acme_mgr *m, enum cfg_challenge type, const char *name,
-                             const char *token, const char *ka)
+                             const char *token, const char *ka, bool shared)
 {
     if (type == CFG_CHALLENGE_HTTP_01) {
         return do_add_http01(m, name, token, ka);
@@ -72,7 +72,8 @@ static int do_install_answer(struct acme_mgr *m, enum cfg_challenge type, const 
         log_msg(CFG_LOG_ERROR, "acme_alpn_cert_failed", "%s: %s", name, err);
         return -1;
     }
-    int rc = tls_server_set_challenge(m->srv, name, cert);
+    int rc = shared ? tls_server_set_shared_challenge(m->srv, name, cert)
+                    : tls_server_set_challenge(m->srv, name, cert);
     tls_cert_unref(cert);
     return rc;
 }
@@ -82,7 +83,7 @@ static int on_present(void *arg, enum cfg_challenge type, const char *name, cons
 {
     struct acme_mgr *m = arg;
     do_write_challenge(m, type, name, token, ka);
-    return do_install_answer(m, type, name, token, ka);
+    return do_install_answer(m, type, name, token, ka, false);
 }
 
 static void on_cleanup(void *arg, enum cfg_challenge type, const char *name, const char *token)
@@ -139,6 +140,7 @@ void acme_mgr_load_challenge(struct acme_mgr *m, const char *name)
     size_t len = 0;
     if (acme_storage_challenge_path(name, path, sizeof(path)) != 0 ||
         acme_storage_read(m->st, path, &text, &len) != 0) {
+        tls_server_set_shared_challenge(m->srv, name, NULL); /* that order is over */
         return;
     }
     cJSON *doc = cJSON_ParseWithLength(text, len);
@@ -153,7 +155,7 @@ void acme_mgr_load_challenge(struct acme_mgr *m, const char *name)
         if (!http || acme_http01_answer(m, token, strlen(token), answer, sizeof(answer)) == 0) {
             /* Not ours: written by the instance that ordered it, which cleans it up. */
             do_install_answer(m, http ? CFG_CHALLENGE_HTTP_01 : CFG_CHALLENGE_TLS_ALPN_01, name,
-                              token, ka);
+                              token, ka, true);
             log_msg(CFG_LOG_INFO, "acme_challenge_shared", "%s: answering the %s challenge "
                     "another instance stored", name, type);
         }

@@ -50,14 +50,21 @@ static bool do_offers_acme_tls(const SSL_CLIENT_HELLO *hello)
 }
 
 /* A validation handshake for a name with a pending challenge gets the challenge
- * certificate; returns whether it did. */
+ * certificate; returns whether it did. Another instance's challenge is taken only once
+ * this handshake asked for it: the storage was read again for it then, so an answer left
+ * from an earlier order of that instance is never served. */
 static bool do_select_challenge(const SSL_CLIENT_HELLO *hello, struct tls_server *srv,
                                 struct tls_conn *tc, const char *name)
 {
-    if (name == NULL || !do_offers_acme_tls(hello) || tls_store_count(srv->challenges) == 0) {
+    if (name == NULL || !do_offers_acme_tls(hello)) {
         return false;
     }
-    struct tls_cert *cert = tls_store_lookup(srv->challenges, name);
+    struct tls_cert *cert = tls_store_count(srv->challenges) > 0
+                                ? tls_store_lookup(srv->challenges, name)
+                                : NULL;
+    if (cert == NULL && tc->waited && tls_store_count(srv->shared) > 0) {
+        cert = tls_store_lookup(srv->shared, name);
+    }
     if (cert == NULL) {
         return false;
     }
@@ -93,6 +100,12 @@ static enum ssl_select_cert_result_t on_select_certificate(const SSL_CLIENT_HELL
     }
     if (do_select_challenge(hello, srv, tc, name)) {
         return ssl_select_cert_success;
+    }
+    /* A validation handshake (RFC 8737) must get the challenge certificate, never the
+     * name's own: another instance sharing storage may be renewing it, so ask for the
+     * challenge it stored even when this instance serves a certificate for the name. */
+    if (name != NULL && do_offers_acme_tls(hello) && do_ask_miss(hello, srv, tc, name)) {
+        return ssl_select_cert_retry;
     }
     if (name == NULL) {
         name = srv->default_sni;
@@ -190,8 +203,9 @@ struct tls_server *tls_server_new(struct tls_store *store, const struct tls_serv
     }
     srv->store = store;
     srv->challenges = tls_store_new();
+    srv->shared = tls_store_new();
     pthread_mutex_init(&srv->tickets_lock, NULL);
-    if (srv->challenges == NULL) {
+    if (srv->challenges == NULL || srv->shared == NULL) {
         snprintf(err, errlen, "out of memory");
         tls_server_free(srv);
         return NULL;
@@ -220,6 +234,7 @@ void tls_server_free(struct tls_server *srv)
     }
     SSL_CTX_free(srv->ctx);
     tls_store_free(srv->challenges);
+    tls_store_free(srv->shared);
     OPENSSL_cleanse(&srv->ticket_current, sizeof(srv->ticket_current));
     OPENSSL_cleanse(&srv->ticket_previous, sizeof(srv->ticket_previous));
     pthread_mutex_destroy(&srv->tickets_lock);
@@ -235,6 +250,16 @@ int tls_server_set_challenge(struct tls_server *srv, const char *name, struct tl
 void tls_server_clear_challenge(struct tls_server *srv, const char *name)
 {
     tls_store_remove(srv->challenges, name);
+}
+
+int tls_server_set_shared_challenge(struct tls_server *srv, const char *name,
+                                    struct tls_cert *cert)
+{
+    if (cert == NULL) {
+        tls_store_remove(srv->shared, name);
+        return 0;
+    }
+    return tls_store_put(srv->shared, name, cert);
 }
 
 void tls_server_set_miss_cb(struct tls_server *srv, tls_miss_cb cb, void *arg)

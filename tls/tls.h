@@ -93,6 +93,11 @@ void tls_server_rotate_tickets(struct tls_server *srv);
  * takes its own reference. Thread-safe: the control thread sets, workers read. */
 int tls_server_set_challenge(struct tls_server *srv, const char *name, struct tls_cert *cert);
 void tls_server_clear_challenge(struct tls_server *srv, const char *name);
+/* The challenge certificate of another instance's order (read from shared storage), or
+ * NULL to drop it. Served only to a validation handshake that asked for it through the
+ * miss callback, so one left from an earlier order never answers a later one. */
+int tls_server_set_shared_challenge(struct tls_server *srv, const char *name,
+                                    struct tls_cert *cert);
 
 /* What to do with a handshake for a name the store has no certificate for. */
 enum tls_miss {

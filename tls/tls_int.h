@@ -30,7 +30,8 @@ struct tls_ticket_key {
 struct tls_server {
     SSL_CTX *ctx;
     struct tls_store *store;
-    struct tls_store *challenges; /* TLS-ALPN-01 certificates by name */
+    struct tls_store *challenges; /* TLS-ALPN-01 certificates by name, for our orders */
+    struct tls_store *shared;     /* the same for other instances' orders, read from storage */
     tls_miss_cb miss_cb;
     void *miss_arg;
     char *default_sni;

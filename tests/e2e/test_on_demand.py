@@ -31,7 +31,7 @@ from conftest import MOAT_BIN, SLOW, TlsClient, clean_env, free_port, site
 from ondemand_helpers import (Background, OnDemandEnv, access_lines, events, fetch,
                               fetch_many, handshake, od_summary, order_count, wait_for)
 from pebble import (CertInfo, acme, acme_events, curl_ca, der_to_pem,  # noqa: F401
-                    pebble_factory, pebble_listener_ca, storage_files)
+                    pebble_factory, pebble_listener_ca, storage_files, wait_event)
 
 
 @pytest.fixture
@@ -308,6 +308,32 @@ def test_two_instances_share_storage(od):
     assert p.orders() in (3, 4), p.log_text()
     print("takeover: order %.1fs after the first, %.1fs after the kill" % (
         t_order - t0, t_order - t_kill))
+
+
+def test_renewal_validated_by_an_instance_serving_the_name(od):
+    """Instance A renews a certificate that instance B already serves, and the CA's
+    tls-alpn-01 validation reaches B: B must answer with the challenge A stored, not with
+    the certificate it serves for the name."""
+    p = od.start_pebble(validity=60)
+    od.start_ask()
+    # A renews after 10% of the lifetime, B only after 90%: A is the one renewing
+    ma = od.moat(https_ports=[free_port()], http_ports=[free_port()],
+                 acme_over={"renew_window": 0.9})
+    mb = od.moat(https_ports=[free_port()], http_ports=[free_port()],
+                 acme_over={"renew_window": 0.1})
+    relay = od.start_relay(mb.https_port)   # Pebble's validations reach B
+    name = "renew.od.test"
+    f = fetch(ma.https_port, name, p.root, "/first", timeout=60)
+    assert ok200(f), "%r\n%s" % (f, od_summary(ma, mb))
+    fb = fetch(mb.https_port, name, p.root, "/b-serves-it", timeout=60)
+    assert ok200(fb) and fb.der == f.der, "%r\n%s" % (fb, od_summary(ma, mb))
+
+    renewed = wait_event(ma, "acme_certificate_renewed", name, timeout=40)
+    assert renewed, od_summary(ma, mb)
+    assert not acme_events(ma, "acme_failed", name), od_summary(ma, mb)
+    assert order_count(mb, name) == 0, od_summary(ma, mb)
+    assert relay.conns and all(t == mb.https_port for _, t in relay.conns), relay.conns
+    assert p.orders() == 2, p.log_text()
 
 
 # ---------------------------------------------------------------------------
