@@ -59,6 +59,10 @@ struct acme_mgr *acme_mgr_new(uv_loop_t *loop, const struct cfg_acme *cfg,
  * it from storage when there, else orders it; then it renews it before it expires. Names
  * already managed are left out; after acme_mgr_start the new certificate is sought at once. */
 int acme_mgr_manage(struct acme_mgr *m, const char *const *names, size_t n);
+/* After a reload: certificates managed with acme_mgr_manage none of whose names is in
+ * names (the exact names the new config lists) are no longer served or renewed. A later
+ * acme_mgr_manage naming them again brings them back. */
+void acme_mgr_retain(struct acme_mgr *m, const char *const *names, size_t n);
 
 /* Starts loading and ordering. Never blocks: progress and failures are logged. */
 void acme_mgr_start(struct acme_mgr *m);

@@ -248,6 +248,12 @@ static void on_order_done(void *arg, int status, const char *error, uint64_t ret
         if (cert != NULL && do_validity(pem, len, &nb, &na) == 0 &&
             do_write_stored(s, pem, len, key, key_len, na) == 0) {
             s->mgr->stats.obtained++;
+            if (s->retired) { /* stored for later, but the config no longer has it */
+                tls_cert_unref(cert);
+                do_unlock(s);
+                s->state = ACME_SITE_IDLE;
+                return;
+            }
             bool renewed = s->cert != NULL;
             do_install(s, cert, nb, na);
             do_unlock(s);
@@ -314,6 +320,10 @@ static void do_order(struct acme_site *s)
 {
     struct acme_mgr *m = s->mgr;
     if (s->state == ACME_SITE_ORDERING || s->state == ACME_SITE_QUEUED || m->closing) {
+        return;
+    }
+    if (s->retired) {
+        s->state = ACME_SITE_IDLE;
         return;
     }
     int rc = acme_storage_lock(m->st, s->names[0], m->owner, LOCK_STALE_S);

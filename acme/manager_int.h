@@ -36,6 +36,7 @@ struct acme_site {
     unsigned failures;
     size_t chal_index;
     bool locked;
+    bool retired; /* a reload dropped its names: not served, not renewed */
     int handles; /* open while closing; freed at zero */
     uint64_t order_start_ms;
     /* on-demand only */

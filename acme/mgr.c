@@ -236,16 +236,27 @@ struct acme_site *acme_site_new(struct acme_mgr *m, const char *const *names, si
     return s;
 }
 
-static bool do_managed(const struct acme_mgr *m, const char *name)
+static struct acme_site *do_managed(const struct acme_mgr *m, const char *name)
 {
     for (size_t i = 0; i < m->n_sites; i++) {
         for (size_t j = 0; j < m->sites[i]->n_names; j++) {
             if (strcmp(m->sites[i]->names[j], name) == 0) {
-                return true;
+                return m->sites[i];
             }
         }
     }
-    return false;
+    return NULL;
+}
+
+/* A reload listing a retired site's name again brings the site back: its certificate
+ * comes from storage, or a new order. */
+static void do_unretire(struct acme_mgr *m, struct acme_site *s)
+{
+    s->retired = false;
+    log_msg(CFG_LOG_INFO, "acme_managed_again", "%s: listed again", s->names[0]);
+    if (m->started && s->state == ACME_SITE_IDLE) {
+        acme_site_start(s);
+    }
 }
 
 /* Names already managed are skipped, so a reload naming them again changes nothing. */
@@ -257,8 +268,11 @@ int acme_mgr_manage(struct acme_mgr *m, const char *const *names, size_t n)
     }
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!do_managed(m, names[i])) {
+        struct acme_site *s = do_managed(m, names[i]);
+        if (s == NULL) {
             fresh[k++] = names[i];
+        } else if (s->retired) {
+            do_unretire(m, s);
         }
     }
     int rc = 0;
@@ -271,6 +285,51 @@ int acme_mgr_manage(struct acme_mgr *m, const char *const *names, size_t n)
     }
     free(fresh);
     return rc;
+}
+
+static bool do_listed(const char *name, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(names[i], name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Its certificate leaves the store (unless the name is served from a file now) and its
+ * timers stop; storage keeps the certificate, and an order in flight still stores its
+ * result there. */
+static void do_retire(struct acme_mgr *m, struct acme_site *s)
+{
+    s->retired = true;
+    uv_timer_stop(&s->timer);
+    acme_site_notify(s, -ECANCELED, "no longer in the configuration");
+    for (size_t i = 0; i < s->n_names; i++) {
+        struct tls_cert *now = tls_store_lookup(m->store, s->names[i]);
+        if (now != NULL && now == s->cert) {
+            tls_store_remove(m->store, s->names[i]);
+        }
+        tls_cert_unref(now);
+    }
+    tls_cert_unref(s->cert);
+    s->cert = NULL;
+    log_msg(CFG_LOG_INFO, "acme_unmanaged", "%s: no longer in the configuration; not served "
+            "or renewed (storage keeps the certificate)", s->names[0]);
+}
+
+void acme_mgr_retain(struct acme_mgr *m, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < m->n_sites; i++) {
+        struct acme_site *s = m->sites[i];
+        bool kept = s->on_demand || s->retired;
+        for (size_t j = 0; j < s->n_names && !kept; j++) {
+            kept = do_listed(s->names[j], names, n);
+        }
+        if (!kept) {
+            do_retire(m, s);
+        }
+    }
 }
 
 void acme_mgr_stats(const struct acme_mgr *m, struct acme_stats *out)

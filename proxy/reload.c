@@ -134,6 +134,35 @@ static size_t do_count_new(const struct px_gen *a, const struct px_gen *b)
     return n;
 }
 
+/* ACME certificates follow the new config: new exact names are ordered, dropped ones are
+ * no longer served or renewed. */
+static void do_acme_names(struct px_server *srv, const struct cfg *cfg)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        const struct cfg_site *s = &cfg->sites[i];
+        if (s->cert.cert_file != NULL) {
+            continue;
+        }
+        if (px_acme_manage_site(srv, s) != 0) {
+            log_msg(CFG_LOG_ERROR, "acme_manage_failed", "sites[%zu]: out of memory", i);
+        }
+        n += s->n_hosts;
+    }
+    const char **names = calloc(n > 0 ? n : 1, sizeof(*names));
+    if (names == NULL) {
+        return; /* keeping them all is the safe side */
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        for (size_t j = 0; cfg->sites[i].cert.cert_file == NULL && j < cfg->sites[i].n_hosts; j++) {
+            names[k++] = cfg->sites[i].hosts[j];
+        }
+    }
+    acme_mgr_retain(srv->acme, names, k);
+    free(names);
+}
+
 static int do_refuse(struct px_server *srv, const char *why, const char *err)
 {
     px_stat_add(&srv->reloads_failed, 1);
@@ -152,10 +181,8 @@ static void do_commit(struct px_server *srv, struct px_gen *g, struct tls_cert *
     const struct cfg *cfg = g->cfg;
     px_certs_install(srv, cfg, certs);
     do_forget_names(srv, old->cfg, cfg);
-    for (size_t i = 0; srv->acme != NULL && i < cfg->n_sites; i++) {
-        if (cfg->sites[i].cert.cert_file == NULL && px_acme_manage_site(srv, &cfg->sites[i]) != 0) {
-            log_msg(CFG_LOG_ERROR, "acme_manage_failed", "sites[%zu]: out of memory", i);
-        }
+    if (srv->acme != NULL) {
+        do_acme_names(srv, cfg);
     }
     log_set_level(cfg->log_level);
     srv->gen = g;

@@ -7,6 +7,7 @@ https/http ports. Served certificates are checked against the root and
 intermediate Pebble made at its start. See pebble.py.
 """
 
+import copy
 import hashlib
 import json
 import os
@@ -253,6 +254,32 @@ def test_first_handshake_waits_for_the_startup_order(acme, on_demand):
     assert p.orders() == 1, p.log_text()
     assert len(acme_events(m, "acme_order_created", "app.test")) == 1, m.log_text()
     assert acme.check_served(m)
+
+
+def test_reload_drops_and_restores_an_acme_site(acme):
+    """A reload that drops a site with an ACME certificate stops serving and renewing
+    it (storage keeps it); listing it again serves it from storage without a new order."""
+    p = acme.make_pebble()
+    m = acme.moat(sites=[acme.acme_site(["app.test"]), acme.acme_site(["two.test"])])
+    acme.wait_issued(m, "app.test")
+    acme.wait_issued(m, "two.test")
+    assert served_serial_soon(acme, m, "two.test")
+    both = copy.deepcopy(m.config)
+
+    only_app = copy.deepcopy(both)
+    only_app["sites"] = [s for s in both["sites"] if s["hosts"] == ["app.test"]]
+    m.write_config(only_app)
+    assert m.reload().get("event") == "reloaded", m.log_text()
+    assert any(e.get("event") == "acme_unmanaged" and "two.test" in e.get("msg", "")
+               for e in m.logs()), m.log_text()
+    rc, out = s_client(m.https_port, "two.test", p.root)
+    assert rc != 0 and UNRECOGNIZED.search(out), out
+    assert served_serial_soon(acme, m, "app.test")
+
+    m.write_config(both)
+    assert m.reload().get("event") == "reloaded", m.log_text()
+    assert served_serial_soon(acme, m, "two.test", within=5.0)
+    assert p.orders() == 2, p.log_text()   # from storage, not ordered again
 
 
 # ---------------------------------------------------------------------------
