@@ -135,32 +135,6 @@ static void on_timeout(uv_timer_t *t)
 
 /* ---- responses --------------------------------------------------------------------------- */
 
-static const char *do_reason(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 409:
-        return "Conflict";
-    case 413:
-        return "Content Too Large";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Internal Server Error";
-    }
-}
-
 /* What a route answers: the body is owned here and freed by do_respond. */
 struct admin_resp {
     int status;
@@ -227,7 +201,7 @@ static void do_respond(struct admin_conn *c, struct admin_resp *r)
     px_buf_printf(&c->out,
                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                   "Cache-Control: no-store\r\nConnection: close\r\n",
-                  r->status, do_reason(r->status), r->type, r->body.len);
+                  r->status, px_http_reason(r->status), r->type, r->body.len);
     if (r->allow != NULL) {
         px_buf_printf(&c->out, "Allow: %s\r\n", r->allow);
     }

@@ -4,26 +4,10 @@
  *
  * Runs in tests/unit/config, so fixture paths are "fixtures/...".
  */
-#include <limits.h>
 #include <stdlib.h>
-#include <unistd.h>
 
-#include "check.h"
-#include "config.h"
+#include "cfg_test.h"
 #include "config_int.h"
-
-#define UPS "\"upstreams\":[\"127.0.0.1:9000\"]"
-#define SITE_ACME "{\"hosts\":[\"a.test\"]," UPS "}"
-/* 32 bytes of base64url, padded. */
-#define HMAC_KEY "yMnKy8zNzs_Q0dLT1NXW19jZ2tvc3d7f4OHi4-Tl5uc="
-
-static char err[8192];
-static char cwd[PATH_MAX];
-
-static struct cfg *parse(const char *json)
-{
-    return cfg_parse(json, strlen(json), "fixtures", err, sizeof(err));
-}
 
 /* The document {"acme": ACME, "sites": [SITE_ACME]}. */
 static struct cfg *parse_acme(const char *acme)
@@ -34,18 +18,8 @@ static struct cfg *parse_acme(const char *acme)
     return parse(doc);
 }
 
-static void check_refused(struct cfg *cfg, const char *want, int line)
-{
-    if (cfg != NULL || strstr(err, want) == NULL) {
-        fprintf(stderr, "line %d: want error containing\n  %s\ngot (cfg %s)\n  %s\n", line, want,
-                cfg != NULL ? "non-NULL" : "NULL", err);
-    }
-    CHECK(cfg == NULL);
-    CHECK(strstr(err, want) != NULL);
-    cfg_free(cfg);
-}
-#define CHECK_ACME_ERROR(acme, want) check_refused(parse_acme(acme), want, __LINE__)
-#define CHECK_DOC_ERROR(doc, want) check_refused(parse(doc), want, __LINE__)
+/* The acme value given, with one ACME site, must be refused with want. */
+#define CHECK_ACME_ERROR(acme, want) CHECK_REFUSED(parse_acme(acme), want)
 
 /* dir + "/" + name into a static buffer. */
 static const char *under(const char *dir, const char *name)
@@ -204,7 +178,7 @@ static void test_read_back(void)
     }
     cfg_free(cfg);
     doc = "{\"acme\":{\"storage\":\"./var/moat\"},\"sites\":[" SITE_ACME "]}";
-    cfg = cfg_parse(doc, strlen(doc), NULL, err, sizeof(err));
+    cfg = parse_in(doc, NULL);
     CHECK(cfg != NULL);
     if (cfg != NULL) {
         CHECK_STR(cfg->acme.storage, under(cwd, "var/moat"));
@@ -475,8 +449,7 @@ static void test_unreachable_challenge(void)
 
 int main(void)
 {
-    if (getcwd(cwd, sizeof(cwd)) == NULL) {
-        perror("getcwd");
+    if (cwd_init() != 0) {
         return 1;
     }
     test_defaults();

@@ -1,13 +1,7 @@
 /* test_cli.c - `moat proxy --from ... --to ...` turned into a struct cfg. */
-#include <limits.h>
 #include <stdlib.h>
-#include <unistd.h>
 
-#include "check.h"
-#include "config.h"
-
-static char err[4096];
-static char cwd[PATH_MAX];
+#include "cfg_test.h"
 
 /* Runs cfg_from_cli on the arguments given, e.g. run("--from", "a.test"). */
 #define run(...) run_argv((char *[]){__VA_ARGS__, NULL})
@@ -22,25 +16,7 @@ static struct cfg *run_argv(char **argv)
     return cfg_from_cli(argc, argv, err, sizeof(err));
 }
 
-static void check_refused(struct cfg *cfg, const char *want, int line)
-{
-    if (cfg != NULL || strstr(err, want) == NULL) {
-        fprintf(stderr, "line %d: want error containing\n  %s\ngot\n  %s\n", line, want, err);
-    }
-    CHECK(cfg == NULL);
-    CHECK(strstr(err, want) != NULL);
-    cfg_free(cfg);
-}
-#define CHECK_REFUSED(cfg, want) check_refused(cfg, want, __LINE__)
-
 #define CERT "--cert", "fixtures/a.pem", "--key", "fixtures/a.key"
-
-static const char *abs_fixture(const char *name)
-{
-    static char buf[PATH_MAX + 64];
-    snprintf(buf, sizeof(buf), "%s/fixtures/%s", cwd, name);
-    return buf;
-}
 
 static void test_good(void)
 {
@@ -56,8 +32,8 @@ static void test_good(void)
     CHECK(s->n_hosts == 2);
     CHECK_STR(s->hosts[0], "a.test");
     CHECK_STR(s->hosts[1], "*.b.test");
-    CHECK_STR(s->cert.cert_file, abs_fixture("a.pem"));
-    CHECK_STR(s->cert.key_file, abs_fixture("a.key"));
+    CHECK_STR(s->cert.cert_file, fixture_abs("a.pem"));
+    CHECK_STR(s->cert.key_file, fixture_abs("a.key"));
     CHECK(s->n_routes == 1);
     CHECK_STR(s->routes[0].path_prefix, "/");
     CHECK(s->routes[0].balance == CFG_BALANCE_ROUND_ROBIN);
@@ -95,7 +71,7 @@ static void test_equals_form(void)
     CHECK_STR(cfg->sites[0].hosts[0], "a.test");
     CHECK_STR(cfg->tls.default_sni, "a.test");
     CHECK_STR(cfg->sites[0].routes[0].upstreams[0].host, "::1");
-    CHECK_STR(cfg->sites[0].cert.key_file, abs_fixture("a.key"));
+    CHECK_STR(cfg->sites[0].cert.key_file, fixture_abs("a.key"));
     CHECK_STR(cfg->https_listen[0].host, "::1");
     CHECK(cfg->https_listen[0].port == 8443);
     CHECK_STR(cfg->http_listen[0].host, "::1");
@@ -208,8 +184,6 @@ static void test_errors(void)
     CHECK(strlen(small) == 7);
 }
 
-#define HMAC_KEY "yMnKy8zNzs_Q0dLT1NXW19jZ2tvc3d7f4OHi4-Tl5uc="
-
 static void test_acme_good(void)
 {
     /* Without --cert and --key the site's certificate comes from ACME, with defaults. */
@@ -244,7 +218,7 @@ static void test_acme_good(void)
         return;
     }
     CHECK_STR(cfg->acme.ca, "https://localhost:14000/dir");
-    CHECK_STR(cfg->acme.ca_root, abs_fixture("certs.d/c.pem"));
+    CHECK_STR(cfg->acme.ca_root, fixture_abs("certs.d/c.pem"));
     char want[PATH_MAX + 16];
     snprintf(want, sizeof(want), "%s/state", cwd);
     CHECK_STR(cfg->acme.storage, want);
@@ -558,15 +532,14 @@ static void test_ops_options(void)
 
 static void test_unreachable_challenge(void)
 {
-    CHECK_REFUSED(run("--from", "a.test", "--to", "h:1", "--challenges", "http-01",
-                      "--no-redirect"),
-                  "--challenges: only \"http-01\" is enabled but nothing listens");
+    CHECK_REFUSED(
+        run("--from", "a.test", "--to", "h:1", "--challenges", "http-01", "--no-redirect"),
+        "--challenges: only \"http-01\" is enabled but nothing listens");
 }
 
 int main(void)
 {
-    if (getcwd(cwd, sizeof(cwd)) == NULL) {
-        perror("getcwd");
+    if (cwd_init() != 0) {
         return 1;
     }
     test_good();

@@ -2,61 +2,7 @@
  *
  * Runs in tests/unit/config, so fixture paths are "fixtures/...".
  */
-#include <limits.h>
-#include <stdlib.h>
-#include <unistd.h>
-
-#include "check.h"
-#include "config.h"
-
-/* A site that is valid on its own, to build documents around one bad key. */
-#define SITE_A                                                                                     \
-    "{\"hosts\":[\"a.test\"],\"certificate\":{\"cert\":\"a.pem\",\"key\":\"a.key\"},"              \
-    "\"upstreams\":[\"127.0.0.1:9000\"]}"
-#define SITE_B                                                                                     \
-    "{\"hosts\":[\"b.test\"],\"certificate\":{\"cert\":\"b.pem\",\"key\":\"b.key\"},"              \
-    "\"upstreams\":[\"127.0.0.1:9001\"]}"
-#define CERT_A "\"certificate\":{\"cert\":\"a.pem\",\"key\":\"a.key\"}"
-
-static char err[8192];
-
-static struct cfg *parse(const char *json)
-{
-    return cfg_parse(json, strlen(json), "fixtures", err, sizeof(err));
-}
-
-/* json must be refused with an error line containing want. */
-static void expect_error_at(const char *json, const char *want, int line)
-{
-    struct cfg *cfg = parse(json);
-    if (cfg != NULL || strstr(err, want) == NULL) {
-        fprintf(stderr, "line %d: want error containing\n  %s\ngot (cfg %s)\n  %s\n", line, want,
-                cfg != NULL ? "non-NULL" : "NULL", err);
-    }
-    CHECK(cfg == NULL);
-    CHECK(strstr(err, want) != NULL);
-    cfg_free(cfg);
-}
-#define expect_error(json, want) expect_error_at(json, want, __LINE__)
-
-static int count_lines(const char *s)
-{
-    int n = s[0] != '\0' ? 1 : 0;
-    for (; *s != '\0'; s++) {
-        n += *s == '\n';
-    }
-    return n;
-}
-
-static char cwd[PATH_MAX];
-
-/* cwd + "/fixtures/" + name: what a relative certificate path becomes. */
-static const char *fixture_abs(const char *name)
-{
-    static char buf[PATH_MAX + 64];
-    snprintf(buf, sizeof(buf), "%s/fixtures/%s", cwd, name);
-    return buf;
-}
+#include "cfg_test.h"
 
 static void test_full(void)
 {
@@ -213,7 +159,7 @@ static void test_small_cases_ok(void)
     /* Without base_dir, relative paths are taken from the current directory. */
     const char *doc = "{\"sites\":[{\"hosts\":[\"a.test\"],\"certificate\":{\"cert\":"
                       "\"fixtures/a.pem\",\"key\":\"fixtures/a.key\"},\"upstreams\":[\"h:1\"]}]}";
-    cfg = cfg_parse(doc, strlen(doc), NULL, err, sizeof(err));
+    cfg = parse_in(doc, NULL);
     CHECK(cfg != NULL);
     if (cfg != NULL) {
         CHECK_STR(cfg->sites[0].cert.cert_file, fixture_abs("a.pem"));
@@ -229,29 +175,29 @@ static void test_small_cases_ok(void)
 
 static void test_brief_errors(void)
 {
-    expect_error("{\"sites\":[" SITE_A ",{\"hosts\":[\"b.test\"]," CERT_A
-                 ",\"upstreams\":[\"foo\"]}]}",
-                 "sites[1].upstreams[0]: expected \"host:port\", got \"foo\"");
-    expect_error("{\"timeouts\":{\"request_head\":\"ten\"},\"sites\":[" SITE_A "]}",
-                 "timeouts.request_head: expected a duration such as \"10s\", got \"ten\"");
-    expect_error("{\"sites\":[{\"hots\":[\"a.test\"],\"hosts\":[\"a.test\"]," CERT_A
-                 ",\"upstreams\":[\"h:1\"]}]}",
-                 "sites[0].hots: unknown key");
-    expect_error("{\"workers\":2000,\"sites\":[" SITE_A "]}",
-                 "workers: expected an integer from 0 to 1024");
-    expect_error("{\"workers\":1.5,\"sites\":[" SITE_A "]}",
-                 "workers: expected an integer from 0 to 1024, got 1.5");
-    expect_error("{\"workers\":-1,\"sites\":[" SITE_A "]}",
-                 "workers: expected an integer from 0 to 1024");
-    expect_error("{\"workers\":\"2\",\"sites\":[" SITE_A "]}",
-                 "workers: expected an integer from 0 to 1024, got \"2\"");
-    expect_error("{}", "sites: expected a non-empty array");
-    expect_error("{\"sites\":[]}", "sites: expected a non-empty array");
-    expect_error("{\"sites\":{}}", "sites: expected a non-empty array, got an object");
-    expect_error("[]", "(root): expected an object");
-    expect_error("\"x\"", "(root): expected an object");
-    expect_error("", "(root): invalid JSON near line 1");
-    expect_error("{\"sites\":[]} x", "(root): invalid JSON near line 1");
+    CHECK_DOC_ERROR("{\"sites\":[" SITE_A ",{\"hosts\":[\"b.test\"]," CERT_A
+                    ",\"upstreams\":[\"foo\"]}]}",
+                    "sites[1].upstreams[0]: expected \"host:port\", got \"foo\"");
+    CHECK_DOC_ERROR("{\"timeouts\":{\"request_head\":\"ten\"},\"sites\":[" SITE_A "]}",
+                    "timeouts.request_head: expected a duration such as \"10s\", got \"ten\"");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hots\":[\"a.test\"],\"hosts\":[\"a.test\"]," CERT_A
+                    ",\"upstreams\":[\"h:1\"]}]}",
+                    "sites[0].hots: unknown key");
+    CHECK_DOC_ERROR("{\"workers\":2000,\"sites\":[" SITE_A "]}",
+                    "workers: expected an integer from 0 to 1024");
+    CHECK_DOC_ERROR("{\"workers\":1.5,\"sites\":[" SITE_A "]}",
+                    "workers: expected an integer from 0 to 1024, got 1.5");
+    CHECK_DOC_ERROR("{\"workers\":-1,\"sites\":[" SITE_A "]}",
+                    "workers: expected an integer from 0 to 1024");
+    CHECK_DOC_ERROR("{\"workers\":\"2\",\"sites\":[" SITE_A "]}",
+                    "workers: expected an integer from 0 to 1024, got \"2\"");
+    CHECK_DOC_ERROR("{}", "sites: expected a non-empty array");
+    CHECK_DOC_ERROR("{\"sites\":[]}", "sites: expected a non-empty array");
+    CHECK_DOC_ERROR("{\"sites\":{}}", "sites: expected a non-empty array, got an object");
+    CHECK_DOC_ERROR("[]", "(root): expected an object");
+    CHECK_DOC_ERROR("\"x\"", "(root): expected an object");
+    CHECK_DOC_ERROR("", "(root): invalid JSON near line 1");
+    CHECK_DOC_ERROR("{\"sites\":[]} x", "(root): invalid JSON near line 1");
 
     struct cfg *cfg = cfg_load_file("fixtures/bad_syntax.json", err, sizeof(err));
     CHECK(cfg == NULL);
@@ -261,71 +207,72 @@ static void test_brief_errors(void)
 
 static void test_section_errors(void)
 {
-    expect_error("{\"listen\":{\"https\":[\"foo\"]},\"sites\":[" SITE_A "]}",
-                 "listen.https[0]: expected \"host:port\" or \":port\", got \"foo\"");
-    expect_error("{\"listen\":{\"https\":[]},\"sites\":[" SITE_A "]}",
-                 "listen.https: expected a non-empty array");
-    expect_error("{\"listen\":{\"https\":[\"127.0.0.1:8443\"],\"http\":[\"127.0.0.1:8443\"]},"
-                 "\"sites\":[" SITE_A "]}",
-                 "listen.http[0]: port 8443 is already used by listen.https[0]");
-    expect_error("{\"listen\":{\"https\":[\":8443\",\"[::1]:8443\"]},\"sites\":[" SITE_A "]}",
-                 "listen.https[1]: port 8443 is already used by listen.https[0]");
-    expect_error("{\"listen\":{\"https\":[\":80\"]},\"sites\":[" SITE_A "]}",
-                 "listen.http (default): port 80 is already used by listen.https[0]");
-    expect_error("{\"listen\":{\"udp\":[]},\"sites\":[" SITE_A "]}", "listen.udp: unknown key");
-    expect_error("{\"listen\":[],\"sites\":[" SITE_A "]}",
-                 "listen: expected an object, got an array");
-    expect_error("{\"log\":{\"level\":\"loud\"},\"sites\":[" SITE_A "]}",
-                 "log.level: expected \"debug\", \"info\", \"warn\" or \"error\", got \"loud\"");
-    expect_error("{\"log\":{\"access\":\"yes\"},\"sites\":[" SITE_A "]}",
-                 "log.access: expected true or false, got \"yes\"");
-    expect_error("{\"timeouts\":{\"drain\":\"0s\"},\"sites\":[" SITE_A "]}",
-                 "timeouts.drain: expected a duration greater than zero");
-    expect_error("{\"timeouts\":{\"drain\":0},\"sites\":[" SITE_A "]}",
-                 "timeouts.drain: expected a duration greater than zero, got 0");
-    expect_error("{\"timeouts\":{\"drain\":-2},\"sites\":[" SITE_A "]}",
-                 "timeouts.drain: expected a duration such as \"10s\", got -2");
-    expect_error("{\"timeouts\":{\"drian\":\"1s\"},\"sites\":[" SITE_A "]}",
-                 "timeouts.drian: unknown key");
-    expect_error("{\"limits\":{\"max_request_head\":100},\"sites\":[" SITE_A "]}",
-                 "limits.max_request_head: expected an integer from 1024 to 1048576, got 100");
-    expect_error("{\"limits\":{\"max_connections_per_worker\":0},\"sites\":[" SITE_A "]}",
-                 "limits.max_connections_per_worker: expected an integer from 1 to 1000000");
-    expect_error("{\"limits\":{\"upstream_idle_per_worker\":100001},\"sites\":[" SITE_A "]}",
-                 "limits.upstream_idle_per_worker: expected an integer from 0 to 100000");
-    expect_error("{\"tls\":{\"default_sni\":\"x.test\"},\"sites\":[" SITE_A "]}",
-                 "tls.default_sni: expected one of the sites' hosts (not a wildcard), got "
-                 "\"x.test\"");
-    expect_error(
+    CHECK_DOC_ERROR("{\"listen\":{\"https\":[\"foo\"]},\"sites\":[" SITE_A "]}",
+                    "listen.https[0]: expected \"host:port\" or \":port\", got \"foo\"");
+    CHECK_DOC_ERROR("{\"listen\":{\"https\":[]},\"sites\":[" SITE_A "]}",
+                    "listen.https: expected a non-empty array");
+    CHECK_DOC_ERROR("{\"listen\":{\"https\":[\"127.0.0.1:8443\"],\"http\":[\"127.0.0.1:8443\"]},"
+                    "\"sites\":[" SITE_A "]}",
+                    "listen.http[0]: port 8443 is already used by listen.https[0]");
+    CHECK_DOC_ERROR("{\"listen\":{\"https\":[\":8443\",\"[::1]:8443\"]},\"sites\":[" SITE_A "]}",
+                    "listen.https[1]: port 8443 is already used by listen.https[0]");
+    CHECK_DOC_ERROR("{\"listen\":{\"https\":[\":80\"]},\"sites\":[" SITE_A "]}",
+                    "listen.http (default): port 80 is already used by listen.https[0]");
+    CHECK_DOC_ERROR("{\"listen\":{\"udp\":[]},\"sites\":[" SITE_A "]}", "listen.udp: unknown key");
+    CHECK_DOC_ERROR("{\"listen\":[],\"sites\":[" SITE_A "]}",
+                    "listen: expected an object, got an array");
+    CHECK_DOC_ERROR("{\"log\":{\"level\":\"loud\"},\"sites\":[" SITE_A "]}",
+                    "log.level: expected \"debug\", \"info\", \"warn\" or \"error\", got \"loud\"");
+    CHECK_DOC_ERROR("{\"log\":{\"access\":\"yes\"},\"sites\":[" SITE_A "]}",
+                    "log.access: expected true or false, got \"yes\"");
+    CHECK_DOC_ERROR("{\"timeouts\":{\"drain\":\"0s\"},\"sites\":[" SITE_A "]}",
+                    "timeouts.drain: expected a duration greater than zero");
+    CHECK_DOC_ERROR("{\"timeouts\":{\"drain\":0},\"sites\":[" SITE_A "]}",
+                    "timeouts.drain: expected a duration greater than zero, got 0");
+    CHECK_DOC_ERROR("{\"timeouts\":{\"drain\":-2},\"sites\":[" SITE_A "]}",
+                    "timeouts.drain: expected a duration such as \"10s\", got -2");
+    CHECK_DOC_ERROR("{\"timeouts\":{\"drian\":\"1s\"},\"sites\":[" SITE_A "]}",
+                    "timeouts.drian: unknown key");
+    CHECK_DOC_ERROR("{\"limits\":{\"max_request_head\":100},\"sites\":[" SITE_A "]}",
+                    "limits.max_request_head: expected an integer from 1024 to 1048576, got 100");
+    CHECK_DOC_ERROR("{\"limits\":{\"max_connections_per_worker\":0},\"sites\":[" SITE_A "]}",
+                    "limits.max_connections_per_worker: expected an integer from 1 to 1000000");
+    CHECK_DOC_ERROR("{\"limits\":{\"upstream_idle_per_worker\":100001},\"sites\":[" SITE_A "]}",
+                    "limits.upstream_idle_per_worker: expected an integer from 0 to 100000");
+    CHECK_DOC_ERROR("{\"tls\":{\"default_sni\":\"x.test\"},\"sites\":[" SITE_A "]}",
+                    "tls.default_sni: expected one of the sites' hosts (not a wildcard), got "
+                    "\"x.test\"");
+    CHECK_DOC_ERROR(
         "{\"tls\":{\"default_sni\":\"*.a.test\"},\"sites\":[{\"hosts\":[\"*.a.test\"]," CERT_A
         ",\"upstreams\":[\"h:1\"]}]}",
         "tls.default_sni: expected one of the sites' hosts");
-    expect_error("{\"tls\":{\"session_tickets\":1},\"sites\":[" SITE_A "]}",
-                 "tls.session_tickets: expected true or false, got 1");
-    expect_error("{\"tls\":{\"ticket_rotation\":\"soon\"},\"sites\":[" SITE_A "]}",
-                 "tls.ticket_rotation: expected a duration such as \"10s\", got \"soon\"");
-    expect_error("{\"trusted_proxies\":[\"10.0.0.1/8\"],\"sites\":[" SITE_A "]}",
-                 "trusted_proxies[0]: expected a network address: bits are set after the "
-                 "prefix length, got \"10.0.0.1/8\"");
-    expect_error("{\"trusted_proxies\":[\"::1\",\"10.0.0.0/33\"],\"sites\":[" SITE_A "]}",
-                 "trusted_proxies[1]: expected a prefix length from 0 to 32");
-    expect_error("{\"trusted_proxies\":[\"proxy\"],\"sites\":[" SITE_A "]}",
-                 "trusted_proxies[0]: expected an IP address or a network such as "
-                 "\"10.0.0.0/8\", got \"proxy\"");
-    expect_error("{\"trusted_proxies\":\"10.0.0.0/8\",\"sites\":[" SITE_A "]}",
-                 "trusted_proxies: expected an array");
-    expect_error("{\"workers\":1,\"workers\":2,\"sites\":[" SITE_A "]}", "workers: duplicate key");
-    expect_error("{\"Workers\":1,\"sites\":[" SITE_A "]}", "Workers: unknown key");
+    CHECK_DOC_ERROR("{\"tls\":{\"session_tickets\":1},\"sites\":[" SITE_A "]}",
+                    "tls.session_tickets: expected true or false, got 1");
+    CHECK_DOC_ERROR("{\"tls\":{\"ticket_rotation\":\"soon\"},\"sites\":[" SITE_A "]}",
+                    "tls.ticket_rotation: expected a duration such as \"10s\", got \"soon\"");
+    CHECK_DOC_ERROR("{\"trusted_proxies\":[\"10.0.0.1/8\"],\"sites\":[" SITE_A "]}",
+                    "trusted_proxies[0]: expected a network address: bits are set after the "
+                    "prefix length, got \"10.0.0.1/8\"");
+    CHECK_DOC_ERROR("{\"trusted_proxies\":[\"::1\",\"10.0.0.0/33\"],\"sites\":[" SITE_A "]}",
+                    "trusted_proxies[1]: expected a prefix length from 0 to 32");
+    CHECK_DOC_ERROR("{\"trusted_proxies\":[\"proxy\"],\"sites\":[" SITE_A "]}",
+                    "trusted_proxies[0]: expected an IP address or a network such as "
+                    "\"10.0.0.0/8\", got \"proxy\"");
+    CHECK_DOC_ERROR("{\"trusted_proxies\":\"10.0.0.0/8\",\"sites\":[" SITE_A "]}",
+                    "trusted_proxies: expected an array");
+    CHECK_DOC_ERROR("{\"workers\":1,\"workers\":2,\"sites\":[" SITE_A "]}",
+                    "workers: duplicate key");
+    CHECK_DOC_ERROR("{\"Workers\":1,\"sites\":[" SITE_A "]}", "Workers: unknown key");
 }
 
 static void test_site_errors(void)
 {
-    expect_error("{\"sites\":[{" CERT_A ",\"upstreams\":[\"h:1\"]}]}",
-                 "sites[0].hosts: expected a non-empty array");
-    expect_error("{\"sites\":[{\"hosts\":[]," CERT_A ",\"upstreams\":[\"h:1\"]}]}",
-                 "sites[0].hosts: expected a non-empty array");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\", 7]," CERT_A ",\"upstreams\":[\"h:1\"]}]}",
-                 "sites[0].hosts[1]: expected a host name");
+    CHECK_DOC_ERROR("{\"sites\":[{" CERT_A ",\"upstreams\":[\"h:1\"]}]}",
+                    "sites[0].hosts: expected a non-empty array");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[]," CERT_A ",\"upstreams\":[\"h:1\"]}]}",
+                    "sites[0].hosts: expected a non-empty array");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\", 7]," CERT_A ",\"upstreams\":[\"h:1\"]}]}",
+                    "sites[0].hosts[1]: expected a host name");
     static const char *const bad_hosts[] = {
         "bad_host", "a..test", "-a.test", "a-.test",    "a.*.test", "*",  "*.",
         "1.2.3",    "a.test.", "",        "*.*.a.test", "[::1]",    "a b"};
@@ -336,7 +283,7 @@ static void test_site_errors(void)
                  ",\"upstreams\":[\"h:1\"]}]}",
                  bad_hosts[i]);
         snprintf(want, sizeof(want), "sites[0].hosts[1]: expected a host name such as");
-        expect_error(doc, want);
+        CHECK_DOC_ERROR(doc, want);
     }
     /* 64-byte label, 254-byte name. */
     char doc[1024], label[65], name[300];
@@ -344,7 +291,7 @@ static void test_site_errors(void)
     label[64] = '\0';
     snprintf(doc, sizeof(doc),
              "{\"sites\":[{\"hosts\":[\"%s.test\"]," CERT_A ",\"upstreams\":[\"h:1\"]}]}", label);
-    expect_error(doc, "sites[0].hosts[0]: expected a host name");
+    CHECK_DOC_ERROR(doc, "sites[0].hosts[0]: expected a host name");
     memset(name, 'a', 254);
     for (int i = 1; i < 254; i += 2) {
         name[i] = '.';
@@ -352,7 +299,7 @@ static void test_site_errors(void)
     name[254] = '\0';
     snprintf(doc, sizeof(doc),
              "{\"sites\":[{\"hosts\":[\"%s\"]," CERT_A ",\"upstreams\":[\"h:1\"]}]}", name);
-    expect_error(doc, "sites[0].hosts[0]: expected a host name");
+    CHECK_DOC_ERROR(doc, "sites[0].hosts[0]: expected a host name");
     name[253] = '\0';
     name[252] = 'a';
     snprintf(doc, sizeof(doc),
@@ -361,12 +308,12 @@ static void test_site_errors(void)
     CHECK(cfg != NULL); /* 253 bytes is the limit, not over it */
     cfg_free(cfg);
 
-    expect_error("{\"sites\":[" SITE_A ",{\"hosts\":[\"A.TEST\"]," CERT_A
-                 ",\"upstreams\":[\"h:1\"]}]}",
-                 "sites[1].hosts[0]: \"a.test\" is already used by sites[0]");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\",\"b.test\",\"a.test\"]," CERT_A
-                 ",\"upstreams\":[\"h:1\"]}]}",
-                 "sites[0].hosts[2]: \"a.test\" is listed twice");
+    CHECK_DOC_ERROR("{\"sites\":[" SITE_A ",{\"hosts\":[\"A.TEST\"]," CERT_A
+                    ",\"upstreams\":[\"h:1\"]}]}",
+                    "sites[1].hosts[0]: \"a.test\" is already used by sites[0]");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\",\"b.test\",\"a.test\"]," CERT_A
+                    ",\"upstreams\":[\"h:1\"]}]}",
+                    "sites[0].hosts[2]: \"a.test\" is listed twice");
 }
 
 static void test_cert_errors(void)
@@ -374,36 +321,36 @@ static void test_cert_errors(void)
     const char *want = "sites[0].certificate: expected an object with \"cert\" and \"key\" "
                        "file paths";
     /* No "certificate" at all is an ACME site (test_acme.c); a wrong one is an error. */
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"],\"certificate\":{},"
-                 "\"upstreams\":[\"h:1\"]}]}",
-                 want);
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"],\"certificate\":\"a.pem\","
-                 "\"upstreams\":[\"h:1\"]}]}",
-                 want);
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"],\"certificate\":{\"cert\":\"a.pem\"},"
-                 "\"upstreams\":[\"h:1\"]}]}",
-                 want);
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"],\"certificate\":{\"cert\":\"a.pem\","
-                 "\"key\":\"\"},\"upstreams\":[\"h:1\"]}]}",
-                 "sites[0].certificate.key: expected a file path, got \"\"");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"],\"certificate\":{\"cert\":\"a.pem\","
-                 "\"key\":\"a.key\",\"chain\":\"x\"},\"upstreams\":[\"h:1\"]}]}",
-                 "sites[0].certificate.chain: unknown key");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"],\"certificate\":{},"
+                    "\"upstreams\":[\"h:1\"]}]}",
+                    want);
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"],\"certificate\":\"a.pem\","
+                    "\"upstreams\":[\"h:1\"]}]}",
+                    want);
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"],\"certificate\":{\"cert\":\"a.pem\"},"
+                    "\"upstreams\":[\"h:1\"]}]}",
+                    want);
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"],\"certificate\":{\"cert\":\"a.pem\","
+                    "\"key\":\"\"},\"upstreams\":[\"h:1\"]}]}",
+                    "sites[0].certificate.key: expected a file path, got \"\"");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"],\"certificate\":{\"cert\":\"a.pem\","
+                    "\"key\":\"a.key\",\"chain\":\"x\"},\"upstreams\":[\"h:1\"]}]}",
+                    "sites[0].certificate.chain: unknown key");
 
     char want_file[PATH_MAX + 128];
     int wn = snprintf(want_file, sizeof(want_file),
-             "sites[0].certificate.key: cannot read \"%s\": No such file or directory",
-             fixture_abs("nope.key"));
+                      "sites[0].certificate.key: cannot read \"%s\": No such file or directory",
+                      fixture_abs("nope.key"));
     CHECK(wn > 0 && (size_t)wn < sizeof(want_file));
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"],\"certificate\":{\"cert\":\"a.pem\","
-                 "\"key\":\"nope.key\"},\"upstreams\":[\"h:1\"]}]}",
-                 want_file);
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"],\"certificate\":{\"cert\":\"certs.d\","
-                 "\"key\":\"a.key\"},\"upstreams\":[\"h:1\"]}]}",
-                 "Is a directory");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"],\"certificate\":{\"cert\":"
-                 "\"/nonexistent/x.pem\",\"key\":\"a.key\"},\"upstreams\":[\"h:1\"]}]}",
-                 "sites[0].certificate.cert: cannot read \"/nonexistent/x.pem\": No such file");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"],\"certificate\":{\"cert\":\"a.pem\","
+                    "\"key\":\"nope.key\"},\"upstreams\":[\"h:1\"]}]}",
+                    want_file);
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"],\"certificate\":{\"cert\":\"certs.d\","
+                    "\"key\":\"a.key\"},\"upstreams\":[\"h:1\"]}]}",
+                    "Is a directory");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"],\"certificate\":{\"cert\":"
+                    "\"/nonexistent/x.pem\",\"key\":\"a.key\"},\"upstreams\":[\"h:1\"]}]}",
+                    "sites[0].certificate.cert: cannot read \"/nonexistent/x.pem\": No such file");
 }
 
 static void test_route_errors(void)
@@ -417,46 +364,48 @@ static void test_route_errors(void)
                  bad[i]);
         snprintf(want, sizeof(want), "sites[0].upstreams[0]: expected \"host:port\", got \"%s\"",
                  bad[i]);
-        expect_error(doc, want);
+        CHECK_DOC_ERROR(doc, want);
     }
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A ",\"upstreams\":[\"h:0\"]}]}",
-                 "sites[0].upstreams[0]: expected a port from 1 to 65535, got \"h:0\"");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A ",\"upstreams\":[9000]}]}",
-                 "sites[0].upstreams[0]: expected \"host:port\", got 9000");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A ",\"upstreams\":[]}]}",
-                 "sites[0].upstreams: expected a non-empty array");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A "}]}",
-                 "sites[0]: expected \"upstreams\" or \"routes\"");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A ",\"routes\":[]}]}",
-                 "sites[0].routes: expected a non-empty array");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A
-                 ",\"routes\":[{\"path\":\"api\",\"upstreams\":[\"h:1\"]}]}]}",
-                 "sites[0].routes[0].path: expected a path starting with \"/\", got \"api\"");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A
-                 ",\"routes\":[{\"upstreams\":[\"h:1\"]}]}]}",
-                 "sites[0].routes[0].path: expected a path starting with \"/\"");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A ",\"routes\":[{\"path\":\"/\"}]}]}",
-                 "sites[0].routes[0].upstreams: expected a non-empty array");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A
-                 ",\"routes\":[{\"path\":\"/\",\"upstreams\":[\"h:1\"],\"pth\":1}]}]}",
-                 "sites[0].routes[0].pth: unknown key");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A
-                 ",\"routes\":[{\"path\":\"/a\",\"upstreams\":[\"h:1\"]},"
-                 "{\"path\":\"/a\",\"upstreams\":[\"h:2\"]}]}]}",
-                 "sites[0].routes[1]: \"/a\" is already routed by sites[0].routes[0]");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A ",\"upstreams\":[\"h:1\"],"
-                 "\"routes\":[{\"path\":\"/\",\"upstreams\":[\"h:2\"]}]}]}",
-                 "sites[0].upstreams: conflicts with the route for \"/\"");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A
-                 ",\"upstreams\":[\"h:1\"],\"balancing\":\"random\"}]}",
-                 "sites[0].balancing: expected \"round_robin\" or \"least_conn\", got \"random\"");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A
-                 ",\"routes\":[{\"path\":\"/\",\"upstreams\":[\"h:1\"],\"balancing\":1}]}]}",
-                 "sites[0].routes[0].balancing: expected \"round_robin\" or \"least_conn\"");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A ",\"balancing\":\"least_conn\","
-                 "\"routes\":[{\"path\":\"/\",\"upstreams\":[\"h:1\"]}]}]}",
-                 "sites[0].balancing: applies only with \"upstreams\"");
-    expect_error("{\"sites\":[7]}", "sites[0]: expected an object, got 7");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A ",\"upstreams\":[\"h:0\"]}]}",
+                    "sites[0].upstreams[0]: expected a port from 1 to 65535, got \"h:0\"");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A ",\"upstreams\":[9000]}]}",
+                    "sites[0].upstreams[0]: expected \"host:port\", got 9000");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A ",\"upstreams\":[]}]}",
+                    "sites[0].upstreams: expected a non-empty array");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A "}]}",
+                    "sites[0]: expected \"upstreams\" or \"routes\"");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A ",\"routes\":[]}]}",
+                    "sites[0].routes: expected a non-empty array");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A
+                    ",\"routes\":[{\"path\":\"api\",\"upstreams\":[\"h:1\"]}]}]}",
+                    "sites[0].routes[0].path: expected a path starting with \"/\", got \"api\"");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A
+                    ",\"routes\":[{\"upstreams\":[\"h:1\"]}]}]}",
+                    "sites[0].routes[0].path: expected a path starting with \"/\"");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A
+                    ",\"routes\":[{\"path\":\"/\"}]}]}",
+                    "sites[0].routes[0].upstreams: expected a non-empty array");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A
+                    ",\"routes\":[{\"path\":\"/\",\"upstreams\":[\"h:1\"],\"pth\":1}]}]}",
+                    "sites[0].routes[0].pth: unknown key");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A
+                    ",\"routes\":[{\"path\":\"/a\",\"upstreams\":[\"h:1\"]},"
+                    "{\"path\":\"/a\",\"upstreams\":[\"h:2\"]}]}]}",
+                    "sites[0].routes[1]: \"/a\" is already routed by sites[0].routes[0]");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A ",\"upstreams\":[\"h:1\"],"
+                    "\"routes\":[{\"path\":\"/\",\"upstreams\":[\"h:2\"]}]}]}",
+                    "sites[0].upstreams: conflicts with the route for \"/\"");
+    CHECK_DOC_ERROR(
+        "{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A
+        ",\"upstreams\":[\"h:1\"],\"balancing\":\"random\"}]}",
+        "sites[0].balancing: expected \"round_robin\" or \"least_conn\", got \"random\"");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A
+                    ",\"routes\":[{\"path\":\"/\",\"upstreams\":[\"h:1\"],\"balancing\":1}]}]}",
+                    "sites[0].routes[0].balancing: expected \"round_robin\" or \"least_conn\"");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A ",\"balancing\":\"least_conn\","
+                    "\"routes\":[{\"path\":\"/\",\"upstreams\":[\"h:1\"]}]}]}",
+                    "sites[0].balancing: applies only with \"upstreams\"");
+    CHECK_DOC_ERROR("{\"sites\":[7]}", "sites[0]: expected an object, got 7");
 }
 
 static void test_many_errors(void)
@@ -529,8 +478,7 @@ static void test_load_file_errors(void)
 
 int main(void)
 {
-    if (getcwd(cwd, sizeof(cwd)) == NULL) {
-        perror("getcwd");
+    if (cwd_init() != 0) {
         return 1;
     }
     test_full();

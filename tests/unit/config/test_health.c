@@ -3,19 +3,7 @@
  *
  * Runs in tests/unit/config, so fixture paths are "fixtures/...".
  */
-#include <stdlib.h>
-
-#include "check.h"
-#include "config.h"
-
-#define CERT_A "\"certificate\":{\"cert\":\"a.pem\",\"key\":\"a.key\"}"
-
-static char err[8192];
-
-static struct cfg *parse(const char *json)
-{
-    return cfg_parse(json, strlen(json), "fixtures", err, sizeof(err));
-}
+#include "cfg_test.h"
 
 /* A document with one site whose shorthand route carries the site-level keys given. */
 static struct cfg *parse_site(const char *site_keys)
@@ -26,20 +14,6 @@ static struct cfg *parse_site(const char *site_keys)
              site_keys);
     return parse(doc);
 }
-
-/* json must be refused with an error line containing want. */
-static void expect_error_at(const char *json, const char *want, int line)
-{
-    struct cfg *cfg = parse(json);
-    if (cfg != NULL || strstr(err, want) == NULL) {
-        fprintf(stderr, "line %d: want error containing\n  %s\ngot (cfg %s)\n  %s\n", line, want,
-                cfg != NULL ? "non-NULL" : "NULL", err);
-    }
-    CHECK(cfg == NULL);
-    CHECK(strstr(err, want) != NULL);
-    cfg_free(cfg);
-}
-#define expect_error(json, want) expect_error_at(json, want, __LINE__)
 
 /* A route with the extra keys given, as the second route of sites[0]. */
 #define ROUTE_DOC(extra)                                                                           \
@@ -191,49 +165,52 @@ static void test_site_level(void)
 
 static void test_errors(void)
 {
-    expect_error(ROUTE_DOC("\"health_check\":{}"),
-                 "sites[0].routes[1].health_check.path: expected a path starting with \"/\"");
-    expect_error(ROUTE_DOC("\"health_check\":{\"path\":\"healthz\"}"),
-                 "sites[0].routes[1].health_check.path: expected a path starting with \"/\", got "
-                 "\"healthz\"");
-    expect_error(ROUTE_DOC("\"health_check\":{\"path\":\"/a b\"}"),
-                 "sites[0].routes[1].health_check.path: expected a path without spaces or "
-                 "control characters, got \"/a b\"");
-    expect_error(ROUTE_DOC("\"health_check\":{\"path\":\"/\\r\\nX: y\"}"),
-                 "sites[0].routes[1].health_check.path: expected a path without spaces");
-    expect_error(ROUTE_DOC("\"health_check\":{\"path\":7}"),
-                 "sites[0].routes[1].health_check.path: expected a path starting with \"/\", got "
-                 "7");
-    expect_error(ROUTE_DOC("\"health_check\":\"/healthz\""),
-                 "sites[0].routes[1].health_check: expected an object, got \"/healthz\"");
-    expect_error(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"interval\":\"often\"}"),
-                 "sites[0].routes[1].health_check.interval: expected a duration such as \"10s\", "
-                 "got \"often\"");
-    expect_error(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"interval\":\"99ms\"}"),
-                 "sites[0].routes[1].health_check.interval: expected a duration of at least "
-                 "100ms, got \"99ms\"");
-    expect_error(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"interval\":0}"),
-                 "sites[0].routes[1].health_check.interval: expected a duration greater than "
-                 "zero, got 0");
-    expect_error(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"timeout\":\"0s\"}"),
-                 "sites[0].routes[1].health_check.timeout: expected a duration greater than "
-                 "zero, got \"0s\"");
-    expect_error(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"expect_status\":99}"),
-                 "sites[0].routes[1].health_check.expect_status: expected an integer from 100 "
-                 "to 599, got 99");
-    expect_error(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"expect_status\":600}"),
-                 "sites[0].routes[1].health_check.expect_status: expected an integer from 100 "
-                 "to 599, got 600");
-    expect_error(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"expect_status\":\"200\"}"),
-                 "sites[0].routes[1].health_check.expect_status: expected an integer from 100 "
-                 "to 599, got \"200\"");
-    expect_error(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"expect_status\":200.5}"),
-                 "health_check.expect_status: expected an integer from 100 to 599, got 200.5");
-    expect_error(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"method\":\"HEAD\"}"),
-                 "sites[0].routes[1].health_check.method: unknown key (known keys: path, "
-                 "interval, timeout, expect_status, host)");
-    expect_error(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"path\":\"/x\"}"),
-                 "sites[0].routes[1].health_check.path: duplicate key");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"health_check\":{}"),
+                    "sites[0].routes[1].health_check.path: expected a path starting with \"/\"");
+    CHECK_DOC_ERROR(
+        ROUTE_DOC("\"health_check\":{\"path\":\"healthz\"}"),
+        "sites[0].routes[1].health_check.path: expected a path starting with \"/\", got "
+        "\"healthz\"");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"health_check\":{\"path\":\"/a b\"}"),
+                    "sites[0].routes[1].health_check.path: expected a path without spaces or "
+                    "control characters, got \"/a b\"");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"health_check\":{\"path\":\"/\\r\\nX: y\"}"),
+                    "sites[0].routes[1].health_check.path: expected a path without spaces");
+    CHECK_DOC_ERROR(
+        ROUTE_DOC("\"health_check\":{\"path\":7}"),
+        "sites[0].routes[1].health_check.path: expected a path starting with \"/\", got "
+        "7");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"health_check\":\"/healthz\""),
+                    "sites[0].routes[1].health_check: expected an object, got \"/healthz\"");
+    CHECK_DOC_ERROR(
+        ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"interval\":\"often\"}"),
+        "sites[0].routes[1].health_check.interval: expected a duration such as \"10s\", "
+        "got \"often\"");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"interval\":\"99ms\"}"),
+                    "sites[0].routes[1].health_check.interval: expected a duration of at least "
+                    "100ms, got \"99ms\"");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"interval\":0}"),
+                    "sites[0].routes[1].health_check.interval: expected a duration greater than "
+                    "zero, got 0");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"timeout\":\"0s\"}"),
+                    "sites[0].routes[1].health_check.timeout: expected a duration greater than "
+                    "zero, got \"0s\"");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"expect_status\":99}"),
+                    "sites[0].routes[1].health_check.expect_status: expected an integer from 100 "
+                    "to 599, got 99");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"expect_status\":600}"),
+                    "sites[0].routes[1].health_check.expect_status: expected an integer from 100 "
+                    "to 599, got 600");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"expect_status\":\"200\"}"),
+                    "sites[0].routes[1].health_check.expect_status: expected an integer from 100 "
+                    "to 599, got \"200\"");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"expect_status\":200.5}"),
+                    "health_check.expect_status: expected an integer from 100 to 599, got 200.5");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"method\":\"HEAD\"}"),
+                    "sites[0].routes[1].health_check.method: unknown key (known keys: path, "
+                    "interval, timeout, expect_status, host)");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"path\":\"/x\"}"),
+                    "sites[0].routes[1].health_check.path: duplicate key");
 
     static const char *const bad_hosts[] = {
         "",     "::1",       "a b",    "a.test:",  "a:0",     "a:70000",
@@ -246,52 +223,56 @@ static void test_errors(void)
                  "sites[0].routes[1].health_check.host: expected a host name or IP address "
                  "([v6] in brackets), optionally with \":port\", got \"%s\"",
                  bad_hosts[i]);
-        expect_error(doc, want);
+        CHECK_DOC_ERROR(doc, want);
     }
-    expect_error(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"host\":80}"),
-                 "sites[0].routes[1].health_check.host: expected a host name or IP address");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"health_check\":{\"path\":\"/\",\"host\":80}"),
+                    "sites[0].routes[1].health_check.host: expected a host name or IP address");
 
-    expect_error(ROUTE_DOC("\"passive_health\":{\"max_fails\":0}"),
-                 "sites[0].routes[1].passive_health.max_fails: expected an integer from 1 to "
-                 "1000, got 0");
-    expect_error(ROUTE_DOC("\"passive_health\":{\"max_fails\":1001}"),
-                 "sites[0].routes[1].passive_health.max_fails: expected an integer from 1 to "
-                 "1000, got 1001");
-    expect_error(ROUTE_DOC("\"passive_health\":{\"fail_window\":\"soon\"}"),
-                 "sites[0].routes[1].passive_health.fail_window: expected a duration such as "
-                 "\"10s\", got \"soon\"");
-    expect_error(ROUTE_DOC("\"passive_health\":{\"fail_duration\":\"0ms\"}"),
-                 "sites[0].routes[1].passive_health.fail_duration: expected a duration greater "
-                 "than zero");
-    expect_error(ROUTE_DOC("\"passive_health\":{\"max_fail\":3}"),
-                 "sites[0].routes[1].passive_health.max_fail: unknown key (known keys: "
-                 "max_fails, fail_window, fail_duration)");
-    expect_error(ROUTE_DOC("\"passive_health\":true"),
-                 "sites[0].routes[1].passive_health: expected an object, got true");
-    expect_error(ROUTE_DOC("\"health\":{}"),
-                 "sites[0].routes[1].health: unknown key (known keys: path, upstreams, "
-                 "balancing, health_check, passive_health)");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"passive_health\":{\"max_fails\":0}"),
+                    "sites[0].routes[1].passive_health.max_fails: expected an integer from 1 to "
+                    "1000, got 0");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"passive_health\":{\"max_fails\":1001}"),
+                    "sites[0].routes[1].passive_health.max_fails: expected an integer from 1 to "
+                    "1000, got 1001");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"passive_health\":{\"fail_window\":\"soon\"}"),
+                    "sites[0].routes[1].passive_health.fail_window: expected a duration such as "
+                    "\"10s\", got \"soon\"");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"passive_health\":{\"fail_duration\":\"0ms\"}"),
+                    "sites[0].routes[1].passive_health.fail_duration: expected a duration greater "
+                    "than zero");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"passive_health\":{\"max_fail\":3}"),
+                    "sites[0].routes[1].passive_health.max_fail: unknown key (known keys: "
+                    "max_fails, fail_window, fail_duration)");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"passive_health\":true"),
+                    "sites[0].routes[1].passive_health: expected an object, got true");
+    CHECK_DOC_ERROR(ROUTE_DOC("\"health\":{}"),
+                    "sites[0].routes[1].health: unknown key (known keys: path, upstreams, "
+                    "balancing, health_check, passive_health)");
 }
 
 static void test_site_level_errors(void)
 {
     /* Without "upstreams" there is no shorthand route for them to apply to. */
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A ",\"health_check\":{\"path\":\"/\"},"
-                 "\"routes\":[{\"path\":\"/\",\"upstreams\":[\"h:1\"]}]}]}",
-                 "sites[0].health_check: applies only with \"upstreams\"; set it in each route");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A ",\"passive_health\":{},"
-                 "\"routes\":[{\"path\":\"/\",\"upstreams\":[\"h:1\"]}]}]}",
-                 "sites[0].passive_health: applies only with \"upstreams\"; set it in each route");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A
-                 ",\"upstreams\":[\"h:1\"],\"health_check\":{\"path\":\"x\"}}]}",
-                 "sites[0].health_check.path: expected a path starting with \"/\", got \"x\"");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A
-                 ",\"upstreams\":[\"h:1\"],\"passive_health\":{\"max_fails\":-1}}]}",
-                 "sites[0].passive_health.max_fails: expected an integer from 1 to 1000, got -1");
-    expect_error("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A ",\"upstreams\":[\"h:1\"],"
-                 "\"health_checks\":{}}]}",
-                 "sites[0].health_checks: unknown key (known keys: hosts, certificate, upstreams, "
-                 "balancing, routes, health_check, passive_health)");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A
+                    ",\"health_check\":{\"path\":\"/\"},"
+                    "\"routes\":[{\"path\":\"/\",\"upstreams\":[\"h:1\"]}]}]}",
+                    "sites[0].health_check: applies only with \"upstreams\"; set it in each route");
+    CHECK_DOC_ERROR(
+        "{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A ",\"passive_health\":{},"
+        "\"routes\":[{\"path\":\"/\",\"upstreams\":[\"h:1\"]}]}]}",
+        "sites[0].passive_health: applies only with \"upstreams\"; set it in each route");
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A
+                    ",\"upstreams\":[\"h:1\"],\"health_check\":{\"path\":\"x\"}}]}",
+                    "sites[0].health_check.path: expected a path starting with \"/\", got \"x\"");
+    CHECK_DOC_ERROR(
+        "{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A
+        ",\"upstreams\":[\"h:1\"],\"passive_health\":{\"max_fails\":-1}}]}",
+        "sites[0].passive_health.max_fails: expected an integer from 1 to 1000, got -1");
+    CHECK_DOC_ERROR(
+        "{\"sites\":[{\"hosts\":[\"a.test\"]," CERT_A ",\"upstreams\":[\"h:1\"],"
+        "\"health_checks\":{}}]}",
+        "sites[0].health_checks: unknown key (known keys: hosts, certificate, upstreams, "
+        "balancing, routes, health_check, passive_health)");
 
     /* Several errors at once, each with its own path. */
     struct cfg *cfg = parse(ROUTE_DOC("\"health_check\":{\"interval\":\"1ms\",\"expect_status\":1},"

@@ -6,13 +6,9 @@
  */
 #include <stdlib.h>
 
-#include "check.h"
-#include "config.h"
+#include "cfg_test.h"
 #include "config_int.h"
 
-#define UPS "\"upstreams\":[\"127.0.0.1:9000\"]"
-#define SITE_ACME "{\"hosts\":[\"a.test\"]," UPS "}"
-#define CERT_A "\"certificate\":{\"cert\":\"a.pem\",\"key\":\"a.key\"}"
 #define ASK "\"ask\":\"http://127.0.0.1:9000/check\""
 #define RULE                                                                                       \
     "on_demand: needs \"allow\" or \"ask\", so that moat cannot be made to order certificates "    \
@@ -20,13 +16,6 @@
 #define STAR_NEEDS_ASK                                                                             \
     "\"*\" needs on_demand.ask: without it any name pointed at this server would get a "           \
     "certificate"
-
-static char err[8192];
-
-static struct cfg *parse(const char *json)
-{
-    return cfg_parse(json, strlen(json), "fixtures", err, sizeof(err));
-}
 
 /* The document {"on_demand": OD, "sites": [SITES]}. */
 static struct cfg *parse_od(const char *od, const char *sites)
@@ -37,28 +26,9 @@ static struct cfg *parse_od(const char *od, const char *sites)
     return parse(doc);
 }
 
-static int count_lines(const char *s)
-{
-    int n = s[0] != '\0' ? 1 : 0;
-    for (; *s != '\0'; s++) {
-        n += *s == '\n';
-    }
-    return n;
-}
-
-static void check_refused(struct cfg *cfg, const char *want, int line)
-{
-    if (cfg != NULL || strstr(err, want) == NULL) {
-        fprintf(stderr, "line %d: want error containing\n  %s\ngot (cfg %s)\n  %s\n", line, want,
-                cfg != NULL ? "non-NULL" : "NULL", err);
-    }
-    CHECK(cfg == NULL);
-    CHECK(strstr(err, want) != NULL);
-    cfg_free(cfg);
-}
 /* The on_demand value od, with one ACME site, must be refused with want. */
-#define CHECK_OD_ERROR(od, want) check_refused(parse_od(od, SITE_ACME), want, __LINE__)
-#define CHECK_SITES_ERROR(od, sites, want) check_refused(parse_od(od, sites), want, __LINE__)
+#define CHECK_OD_ERROR(od, want) CHECK_REFUSED(parse_od(od, SITE_ACME), want)
+#define CHECK_SITES_ERROR(od, sites, want) CHECK_REFUSED(parse_od(od, sites), want)
 
 static void check_accepted(struct cfg *cfg, int line)
 {
@@ -329,8 +299,8 @@ static void test_sites(void)
     CHECK_SITES_ERROR("{\"enabled\":false}", wild,
                       "sites[0].hosts[1]: \"*.b.test\" needs a \"certificate\": wildcard names "
                       "cannot be obtained with tls-alpn-01 or http-01");
-    check_refused(parse("{\"sites\":[" SITE_ACME ",{\"hosts\":[\"*.b.test\"]," UPS "}]}"),
-                  "sites[1].hosts[0]: \"*.b.test\" needs a \"certificate\"", __LINE__);
+    CHECK_DOC_ERROR("{\"sites\":[" SITE_ACME ",{\"hosts\":[\"*.b.test\"]," UPS "}]}",
+                    "sites[1].hosts[0]: \"*.b.test\" needs a \"certificate\"");
     struct cfg *cfg = parse_od("{\"allow\":[\"*.b.test\"]}", wild);
     CHECK(cfg != NULL);
     if (cfg != NULL) {
@@ -349,8 +319,8 @@ static void test_sites(void)
     CHECK_SITES_ERROR("{\"enabled\":false," ASK "}", any,
                       "sites[0].hosts[0]: expected a host name such as \"example.com\" or "
                       "\"*.example.com\", or an IP address, got \"*\"");
-    check_refused(parse("{\"sites\":[{\"hosts\":[\"*\"]," UPS "}]}"),
-                  "sites[0].hosts[0]: expected a host name such as", __LINE__);
+    CHECK_DOC_ERROR("{\"sites\":[{\"hosts\":[\"*\"]," UPS "}]}",
+                    "sites[0].hosts[0]: expected a host name such as");
     CHECK_SITES_ERROR("{" ASK "}", "{\"hosts\":[\"*\"]," CERT_A "," UPS "}",
                       "sites[0].hosts[0]: expected a host name such as");
 
@@ -371,10 +341,10 @@ static void test_sites(void)
                       "sites[0].hosts[0]: \"::1\" needs a \"certificate\"");
 
     /* default_sni still names an exact host. */
-    check_refused(parse("{\"on_demand\":{" ASK "},\"tls\":{\"default_sni\":\"*\"},"
-                        "\"sites\":[{\"hosts\":[\"*\"]," UPS "}]}"),
-                  "tls.default_sni: expected one of the sites' hosts (not a wildcard), got \"*\"",
-                  __LINE__);
+    CHECK_DOC_ERROR(
+        "{\"on_demand\":{" ASK "},\"tls\":{\"default_sni\":\"*\"},"
+        "\"sites\":[{\"hosts\":[\"*\"]," UPS "}]}",
+        "tls.default_sni: expected one of the sites' hosts (not a wildcard), got \"*\"");
 
     /* A bad ask URL with "*": both lines, each naming what to fix. */
     CHECK_SITES_ERROR("{\"ask\":\"x\"}", any, "on_demand.ask: expected an http:// or https:// URL");

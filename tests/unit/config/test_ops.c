@@ -3,30 +3,21 @@
  *
  * Runs in tests/unit/config, so fixture paths are "fixtures/...".
  */
-#include <limits.h>
-#include <stdlib.h>
-#include <unistd.h>
+#include "cfg_test.h"
 
-#include "check.h"
-#include "config.h"
-
-#define SITE_A                                                                                     \
-    "{\"hosts\":[\"a.test\"],\"certificate\":{\"cert\":\"a.pem\",\"key\":\"a.key\"},"              \
-    "\"upstreams\":[\"127.0.0.1:9000\"]}"
-
-static char err[8192];
-static char cwd[PATH_MAX];
-
-static struct cfg *parse(const char *json)
+/* The document with the top-level keys given (each followed by a comma) and SITE_A. The text
+ * stays valid until the next call. */
+static const char *top_doc(const char *keys)
 {
-    return cfg_parse(json, strlen(json), "fixtures", err, sizeof(err));
+    static char doc[2048];
+    snprintf(doc, sizeof(doc), "{%s\"sites\":[" SITE_A "]}", keys);
+    return doc;
 }
 
-/* A document with the top-level keys given (each followed by a comma) and SITE_A. */
+/* Parses top_doc(keys), saying on stderr when it is refused. */
 static struct cfg *parse_top(const char *keys)
 {
-    char doc[2048];
-    snprintf(doc, sizeof(doc), "{%s\"sites\":[" SITE_A "]}", keys);
+    const char *doc = top_doc(keys);
     struct cfg *cfg = parse(doc);
     if (cfg == NULL) {
         fprintf(stderr, "refused: %s\n  %s\n", doc, err);
@@ -34,21 +25,8 @@ static struct cfg *parse_top(const char *keys)
     return cfg;
 }
 
-static void expect_error_at(const char *keys, const char *want, int line)
-{
-    char doc[2048];
-    snprintf(doc, sizeof(doc), "{%s\"sites\":[" SITE_A "]}", keys);
-    struct cfg *cfg = parse(doc);
-    if (cfg != NULL || strstr(err, want) == NULL) {
-        fprintf(stderr, "line %d: want error containing\n  %s\ngot (cfg %s)\n  %s\n", line, want,
-                cfg != NULL ? "non-NULL" : "NULL", err);
-    }
-    CHECK(cfg == NULL);
-    CHECK(strstr(err, want) != NULL);
-    cfg_free(cfg);
-}
 /* The top-level keys given (each followed by a comma) must be refused with want. */
-#define expect_error(keys, want) expect_error_at(keys, want, __LINE__)
+#define CHECK_TOP_ERROR(keys, want) CHECK_DOC_ERROR(top_doc(keys), want)
 
 static void test_defaults(void)
 {
@@ -137,28 +115,28 @@ static void test_admin_errors(void)
         snprintf(keys, sizeof(keys), "\"admin\":{\"listen\":\"%s\"},", bad[i]);
         snprintf(want, sizeof(want), "admin.listen: expected \"host:port\" or \"off\", got \"%s\"",
                  bad[i]);
-        expect_error(keys, want);
+        CHECK_TOP_ERROR(keys, want);
     }
-    expect_error("\"admin\":{\"listen\":2019},",
-                 "admin.listen: expected \"host:port\" or \"off\", got 2019");
-    expect_error("\"admin\":{\"listen\":\":2019\"},",
-                 "admin.listen: the admin API has no authentication; name a loopback address "
-                 "such as \"127.0.0.1:2019\", got \":2019\"");
-    expect_error("\"admin\":{\"listen\":\"admin.example.com:2019\"},",
-                 "admin.listen: expected an IP address or \"localhost\" as the host, got "
-                 "\"admin.example.com:2019\"");
-    expect_error("\"admin\":{\"port\":2019},", "admin.port: unknown key (known keys: listen)");
-    expect_error("\"admin\":\"127.0.0.1:2019\",",
-                 "admin: expected an object, got \"127.0.0.1:2019\"");
-    expect_error("\"admin\":{\"listen\":\"off\",\"listen\":\"127.0.0.1:1\"},",
-                 "admin.listen: duplicate key");
-    expect_error("\"listen\":{\"https\":[\":8443\"]},\"admin\":{\"listen\":\"127.0.0.1:8443\"},",
-                 "admin.listen: port 8443 is already used by listen.https[0]");
-    expect_error("\"admin\":{\"listen\":\"[::1]:80\"},",
-                 "admin.listen: port 80 is already used by listen.http (default)");
-    expect_error("\"listen\":{\"http\":[\"127.0.0.1:8080\"]},"
-                 "\"admin\":{\"listen\":\"127.0.0.1:8080\"},",
-                 "admin.listen: port 8080 is already used by listen.http[0]");
+    CHECK_TOP_ERROR("\"admin\":{\"listen\":2019},",
+                    "admin.listen: expected \"host:port\" or \"off\", got 2019");
+    CHECK_TOP_ERROR("\"admin\":{\"listen\":\":2019\"},",
+                    "admin.listen: the admin API has no authentication; name a loopback address "
+                    "such as \"127.0.0.1:2019\", got \":2019\"");
+    CHECK_TOP_ERROR("\"admin\":{\"listen\":\"admin.example.com:2019\"},",
+                    "admin.listen: expected an IP address or \"localhost\" as the host, got "
+                    "\"admin.example.com:2019\"");
+    CHECK_TOP_ERROR("\"admin\":{\"port\":2019},", "admin.port: unknown key (known keys: listen)");
+    CHECK_TOP_ERROR("\"admin\":\"127.0.0.1:2019\",",
+                    "admin: expected an object, got \"127.0.0.1:2019\"");
+    CHECK_TOP_ERROR("\"admin\":{\"listen\":\"off\",\"listen\":\"127.0.0.1:1\"},",
+                    "admin.listen: duplicate key");
+    CHECK_TOP_ERROR("\"listen\":{\"https\":[\":8443\"]},\"admin\":{\"listen\":\"127.0.0.1:8443\"},",
+                    "admin.listen: port 8443 is already used by listen.https[0]");
+    CHECK_TOP_ERROR("\"admin\":{\"listen\":\"[::1]:80\"},",
+                    "admin.listen: port 80 is already used by listen.http (default)");
+    CHECK_TOP_ERROR("\"listen\":{\"http\":[\"127.0.0.1:8080\"]},"
+                    "\"admin\":{\"listen\":\"127.0.0.1:8080\"},",
+                    "admin.listen: port 8080 is already used by listen.http[0]");
 }
 
 static void test_user(void)
@@ -179,13 +157,13 @@ static void test_user(void)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char keys[256];
         snprintf(keys, sizeof(keys), "\"user\":\"%s\",", bad[i]);
-        expect_error(keys, "user: expected a user name or a numeric uid, got \"");
+        CHECK_TOP_ERROR(keys, "user: expected a user name or a numeric uid, got \"");
     }
-    expect_error("\"user\":1000,", "user: expected a user name or a numeric uid, got 1000");
-    expect_error("\"user\":null,", "user: expected a user name or a numeric uid, got null");
-    expect_error("\"user\":\"4294967295\",",
-                 "user: expected a uid from 0 to 4294967294, got \"4294967295\"");
-    expect_error("\"user\":\"99999999999999999999\",", "user: expected a uid from 0 to");
+    CHECK_TOP_ERROR("\"user\":1000,", "user: expected a user name or a numeric uid, got 1000");
+    CHECK_TOP_ERROR("\"user\":null,", "user: expected a user name or a numeric uid, got null");
+    CHECK_TOP_ERROR("\"user\":\"4294967295\",",
+                    "user: expected a uid from 0 to 4294967294, got \"4294967295\"");
+    CHECK_TOP_ERROR("\"user\":\"99999999999999999999\",", "user: expected a uid from 0 to");
 }
 
 static void test_log_file(void)
@@ -204,8 +182,7 @@ static void test_log_file(void)
     cfg = parse_top("\"log\":{\"level\":\"warn\",\"access\":false,\"file\":\"logs/moat.log\"},");
     CHECK(cfg != NULL);
     if (cfg != NULL) {
-        snprintf(want, sizeof(want), "%s/fixtures/logs/moat.log", cwd);
-        CHECK_STR(cfg->log_file, want);
+        CHECK_STR(cfg->log_file, fixture_abs("logs/moat.log"));
         CHECK(cfg->log_level == CFG_LOG_WARN && !cfg->access_log);
     }
     cfg_free(cfg);
@@ -214,13 +191,13 @@ static void test_log_file(void)
     CHECK(cfg != NULL && cfg->log_file == NULL);
     cfg_free(cfg);
 
-    expect_error("\"log\":{\"file\":\"\"},", "log.file: expected a file path, got \"\"");
-    expect_error("\"log\":{\"file\":true},", "log.file: expected a file path, got true");
+    CHECK_TOP_ERROR("\"log\":{\"file\":\"\"},", "log.file: expected a file path, got \"\"");
+    CHECK_TOP_ERROR("\"log\":{\"file\":true},", "log.file: expected a file path, got true");
     snprintf(want, sizeof(want), "log.file: cannot write \"%s/fixtures/certs.d\": Is a directory",
              cwd);
-    expect_error("\"log\":{\"file\":\"certs.d\"},", want);
-    expect_error("\"log\":{\"path\":\"x.log\"},",
-                 "log.path: unknown key (known keys: level, access, file)");
+    CHECK_TOP_ERROR("\"log\":{\"file\":\"certs.d\"},", want);
+    CHECK_TOP_ERROR("\"log\":{\"path\":\"x.log\"},",
+                    "log.path: unknown key (known keys: level, access, file)");
 }
 
 /* Every operations key in one document. */
@@ -249,8 +226,7 @@ static void test_together(void)
 
 int main(void)
 {
-    if (getcwd(cwd, sizeof(cwd)) == NULL) {
-        perror("getcwd");
+    if (cwd_init() != 0) {
         return 1;
     }
     test_defaults();

@@ -2,8 +2,7 @@
 #include <arpa/inet.h>
 #include <stdlib.h>
 
-#include "check.h"
-#include "config.h"
+#include "cfg_test.h"
 
 static void check_duration(const char *s, uint64_t want, int line)
 {
