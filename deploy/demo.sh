@@ -204,7 +204,8 @@ start_moat() {
                --https-port "$HTTPS_PORT" --http-port "$HTTP_PORT" --bind 127.0.0.1
                --workers 2 --access-log
                --acme-ca "$ACME_DIR" --acme-ca-root "$LISTENER_CA"
-               --storage "$TMP/storage" --challenges "tls-alpn-01,http-01")
+               --storage "$TMP/storage" --challenges "tls-alpn-01,http-01"
+               --admin 127.0.0.1:0)
     echo "\$ ${cmd[*]#"$repo/"}"
     "${cmd[@]}" >"$TMP/moat.log" 2>&1 &
     MOAT_PID=$!
@@ -320,8 +321,22 @@ else
     fail "moat certs list failed"
 fi
 
+bold "6. the admin endpoint: health and a few Prometheus metrics"
+admin_port=$(sed -n 's/.*"event":"admin_listening".*"port":\([0-9]*\).*/\1/p' "$TMP/moat.log" | head -n 1)
+if [[ -n $admin_port ]]; then
+    echo "\$ curl http://127.0.0.1:$admin_port/healthz"
+    curl -sS --max-time 5 "http://127.0.0.1:$admin_port/healthz" || fail "GET /healthz failed"
+    echo "\$ curl http://127.0.0.1:$admin_port/metrics | grep -E 'requests_total|handshakes_total|expiry|orders_total'"
+    metrics=$(curl -sS --max-time 5 "http://127.0.0.1:$admin_port/metrics") || fail "GET /metrics failed"
+    grep -E '^moat_(requests_total|tls_handshakes_total|certificate_expiry|acme_orders_total)' <<<"$metrics"
+    grep -q "moat_requests_total{site=\"$NAME\",code=\"200\"}" <<<"$metrics" ||
+        fail "the proxied request is not counted in /metrics"
+else
+    fail "moat logged no admin_listening line"
+fi
+
 sleep 0.3 # let the access log lines reach the file
-bold "6. moat's log (stdout + stderr)"
+bold "7. moat's log (stdout + stderr)"
 cat "$TMP/moat.log"
 
 bold "backend's log (python3 http.server)"
