@@ -7,6 +7,7 @@
 #include "conn_int.h"
 
 static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void do_resume_handshake(struct px_conn *c);
 
 static const char *const state_names[] = {"handshake", "idle", "head",  "proxy",
                                           "tunnel",    "linger", "closed"};
@@ -452,12 +453,18 @@ void px_conn_on_timer(uv_timer_t *t)
     switch (c->state) {
     case PX_CONN_HANDSHAKE:
         if (c->ask != NULL && c->ask->kind == PX_ASK_CERT) {
+            uint64_t waited = uv_now(&c->w->loop) - c->ask->start_ms;
             struct log_line l;
             log_begin(&l, CFG_LOG_WARN, "on_demand_timeout");
             log_str(&l, "name", c->ask->name);
             log_str(&l, "client", c->peer);
-            log_int(&l, "waited_ms", (int64_t)(uv_now(&c->w->loop) - c->ask->start_ms));
+            log_int(&l, "waited_ms", (int64_t)waited);
             log_end(&l);
+            px_hist_observe(&c->w->stats.od_wait, waited * 1000);
+            c->ask->conn = NULL; /* a late answer is dropped */
+            c->ask = NULL;
+            do_resume_handshake(c); /* the client gets an alert, not just a closed socket */
+            break;
         }
         px_conn_close(c, "TLS handshake timeout");
         break;
@@ -490,6 +497,21 @@ static void do_log_answer(struct px_conn *c, const struct px_ask *a)
     log_end(&l);
 }
 
+/* The paused handshake goes on: with the certificate now in the store, or without one,
+ * which ends it with an unrecognized_name alert. */
+static void do_resume_handshake(struct px_conn *c)
+{
+    px_conn_arm_timer(c, c->gen->cfg->timeouts.tls_handshake);
+    px_conn_resume_reading(c);
+    char *held = c->held; /* still fed: what arrived behind the ClientHello */
+    c->held = NULL;
+    do_tls_pump(c); /* the certificate is in the store now, or the name is refused */
+    if (held != NULL && c->state != PX_CONN_CLOSED) {
+        tls_conn_feed(c->tls, NULL, 0);
+    }
+    free(held);
+}
+
 void px_conn_on_answer(struct px_conn *c, const struct px_ask *a)
 {
     if (c->state == PX_CONN_CLOSED) {
@@ -504,13 +526,5 @@ void px_conn_on_answer(struct px_conn *c, const struct px_ask *a)
         px_hist_observe(&c->w->stats.od_wait, c->tls_wait_ms * 1000);
         do_log_answer(c, a);
     }
-    px_conn_arm_timer(c, c->gen->cfg->timeouts.tls_handshake);
-    px_conn_resume_reading(c);
-    char *held = c->held; /* still fed: what arrived behind the ClientHello */
-    c->held = NULL;
-    do_tls_pump(c); /* the certificate is in the store now, or the name is refused */
-    if (held != NULL && c->state != PX_CONN_CLOSED) {
-        tls_conn_feed(c->tls, NULL, 0);
-    }
-    free(held);
+    do_resume_handshake(c);
 }

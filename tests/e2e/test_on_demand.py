@@ -463,6 +463,8 @@ def test_handshake_wait_is_bounded(od):
     f = handshake(m.https_port, name, p.root, timeout=30)
     assert not f.ok, f
     assert 1.8 <= f.total_s <= 2.0 + 2.0 * SLOW, f
+    # the client is told (an alert), not left with a closed socket
+    assert "UNRECOGNIZED_NAME" in repr(f.error).upper(), f
     hit = wait_for(m, "on_demand_timeout", name, timeout=5)[0]
     assert isinstance(hit.get("waited_ms"), (int, float)), hit
     assert 1800 <= hit["waited_ms"] <= 2000 + 1500 * SLOW, hit
