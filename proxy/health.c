@@ -23,10 +23,21 @@ struct px_hcheck {
     char buf[1024];
 };
 
-bool px_target_up(struct px_target *t, uint64_t now_ms)
+/* On every request: the clock is read only while a passive check holds the target out. */
+bool px_target_up(struct px_target *t)
 {
-    return !atomic_load_explicit(&t->down, memory_order_relaxed) &&
-           now_ms >= atomic_load_explicit(&t->down_until, memory_order_relaxed);
+    if (atomic_load_explicit(&t->down, memory_order_relaxed)) {
+        return false;
+    }
+    uint64_t until = atomic_load_explicit(&t->down_until, memory_order_relaxed);
+    if (until == 0) {
+        return true;
+    }
+    if (px_now_ms() < until) {
+        return false;
+    }
+    atomic_compare_exchange_strong(&t->down_until, &until, 0); /* over: stop reading the clock */
+    return true;
 }
 
 static void do_log_state(struct px_target *t, bool up, const char *why)

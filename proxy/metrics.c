@@ -185,12 +185,11 @@ static void do_upstreams(struct px_server *srv, struct px_buf *b)
         do_hist(b, "moat_upstream_latency_seconds", "upstream", t->label, per, srv->n_workers);
     }
     free(per);
-    uint64_t now = px_now_ms();
     do_head(b, "moat_upstream_healthy", "gauge", "1 when the upstream is in rotation.");
     for (size_t i = 0; i < srv->n_targets; i++) {
         px_buf_printf(b, "moat_upstream_healthy{upstream=\"");
         do_label(b, srv->targets[i]->label);
-        px_buf_printf(b, "\"} %d\n", px_target_up(srv->targets[i], now) ? 1 : 0);
+        px_buf_printf(b, "\"} %d\n", px_target_up(srv->targets[i]) ? 1 : 0);
     }
     do_head(b, "moat_upstream_failures_total", "counter",
             "Requests that failed to reach the upstream or to get its response head.");

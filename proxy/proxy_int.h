@@ -136,7 +136,7 @@ struct px_target {
 };
 
 /* Whether the target is in rotation now. */
-bool px_target_up(struct px_target *t, uint64_t now_ms);
+bool px_target_up(struct px_target *t);
 /* A worker saw a request to the target fail at the connection level. */
 void px_target_failed(struct px_worker *w, struct px_target *t, const struct cfg_health *h);
 

@@ -49,7 +49,8 @@ static bool do_acme_differs(const struct cfg_acme *a, const struct cfg_acme *b)
 
 static bool do_on_demand_differs(const struct cfg_on_demand *a, const struct cfg_on_demand *b)
 {
-    return a->enabled != b->enabled || do_list_differs(a->allow, a->n_allow, b->allow, b->n_allow) ||
+    return a->enabled != b->enabled ||
+           do_list_differs(a->allow, a->n_allow, b->allow, b->n_allow) ||
            do_str_differs(a->ask, b->ask) || a->timeout_ms != b->timeout_ms ||
            a->ask_cache_ms != b->ask_cache_ms || a->concurrency != b->concurrency ||
            a->cache_size != b->cache_size || a->rate_orders != b->rate_orders ||

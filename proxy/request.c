@@ -475,9 +475,12 @@ static size_t do_execute(struct px_conn *c, const char *p, size_t n)
         return used;
     }
     /* llhttp replaces a reason set in a callback with its own "User callback error". */
-    const char *why = c->req.rb != NULL && c->req.rb->head.overflow ? "request head too large"
-                      : c->req.why != NULL                         ? c->req.why
-                                                                   : llhttp_get_error_reason(&c->parser);
+    const char *why = llhttp_get_error_reason(&c->parser);
+    if (c->req.rb != NULL && c->req.rb->head.overflow) {
+        why = "request head too large";
+    } else if (c->req.why != NULL) {
+        why = c->req.why;
+    }
     if (c->state == PX_CONN_PROXY) {
         do_fail(c, 400, why != NULL ? why : "malformed body");
     } else if (c->state != PX_CONN_CLOSED && !c->close_after_flush && c->ask == NULL) {

@@ -513,11 +513,10 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 struct px_target *px_balance_pick(struct px_worker *w, const struct px_route *r)
 {
     unsigned start = r->rr[w->id]++;
-    uint64_t now = px_now_ms();
     if (r->balance == CFG_BALANCE_ROUND_ROBIN) {
         for (size_t i = 0; i < r->n_targets; i++) {
             struct px_target *t = r->targets[(start + i) % r->n_targets];
-            if (px_target_up(t, now)) {
+            if (px_target_up(t)) {
                 return t;
             }
         }
@@ -528,7 +527,7 @@ struct px_target *px_balance_pick(struct px_worker *w, const struct px_route *r)
     unsigned best_active = 0;
     for (size_t i = 0; i < r->n_targets; i++) {
         struct px_target *t = r->targets[(start + i) % r->n_targets];
-        if (!px_target_up(t, now)) {
+        if (!px_target_up(t)) {
             continue;
         }
         unsigned active = w->pools[t->id].active;
