@@ -169,6 +169,14 @@ static void do_close_fds(struct px_lsock *ls)
     }
 }
 
+/* Closes whatever no worker took and frees it; the caller unlinked it or never linked it. */
+static void do_lsock_free(struct px_lsock *ls)
+{
+    do_close_fds(ls);
+    free(ls->fds);
+    free(ls);
+}
+
 /* Binds one configured address for every worker. Port 0 means any free port: the first
  * socket gets one and the others share it. An empty host is every address: IPv6 and IPv4
  * when the machine has IPv6, IPv4 alone otherwise. */
@@ -201,9 +209,7 @@ static struct px_lsock *do_lsock_bind(struct px_server *srv, const struct cfg_ho
         }
         if (fd < 0) {
             snprintf(err, errlen, "cannot listen on %s: %s", key, strerror(-fd));
-            do_close_fds(ls);
-            free(ls->fds);
-            free(ls);
+            do_lsock_free(ls);
             return NULL;
         }
         atomic_store(&ls->fds[i], fd);
@@ -240,7 +246,7 @@ static struct px_lsock *do_find(const struct px_gen *g, const char *key)
     return NULL;
 }
 
-static bool do_named(const struct px_gen *g, const struct px_lsock *ls)
+bool px_gen_names(const struct px_gen *g, const struct px_lsock *ls)
 {
     for (size_t i = 0; i < g->n_lsocks; i++) {
         if (g->lsocks[i] == ls) {
@@ -286,11 +292,9 @@ static int do_lsocks(struct px_server *srv, struct px_gen *g, const struct px_ge
         }
         if (ls == NULL) {
             for (size_t k = 0; k < g->n_lsocks; k++) {
-                if (cur == NULL || !do_named(cur, g->lsocks[k])) {
-                    do_close_fds(g->lsocks[k]);
+                if (cur == NULL || !px_gen_names(cur, g->lsocks[k])) {
                     do_unlink_lsock(srv, g->lsocks[k]);
-                    free(g->lsocks[k]->fds);
-                    free(g->lsocks[k]);
+                    do_lsock_free(g->lsocks[k]);
                 }
             }
             g->n_lsocks = 0;
@@ -335,7 +339,7 @@ void px_gen_close_dropped(struct px_server *srv, const struct px_gen *old,
 {
     (void)srv;
     for (size_t i = 0; old != NULL && i < old->n_lsocks; i++) {
-        if (!do_named(gen, old->lsocks[i])) {
+        if (!px_gen_names(gen, old->lsocks[i])) {
             do_close_fds(old->lsocks[i]);
         }
     }
@@ -346,8 +350,6 @@ void px_lsocks_free(struct px_server *srv)
     while (srv->lsocks != NULL) {
         struct px_lsock *ls = srv->lsocks;
         srv->lsocks = ls->next;
-        do_close_fds(ls);
-        free(ls->fds);
-        free(ls);
+        do_lsock_free(ls);
     }
 }

@@ -216,6 +216,8 @@ struct px_gen {
 
 struct px_gen *px_gen_ref(struct px_gen *g);
 void px_gen_unref(struct px_gen *g);
+/* Whether the generation's config names this listen socket set. */
+bool px_gen_names(const struct px_gen *g, const struct px_lsock *ls);
 
 struct px_listener {
     uv_tcp_t tcp;

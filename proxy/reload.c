@@ -122,15 +122,12 @@ static void do_forget_names(struct px_server *srv, const struct cfg *old, const 
     }
 }
 
+/* How many of a's listen socket sets b does not name. */
 static size_t do_count_new(const struct px_gen *a, const struct px_gen *b)
 {
     size_t n = 0;
     for (size_t i = 0; i < a->n_lsocks; i++) {
-        bool found = false;
-        for (size_t k = 0; k < b->n_lsocks && !found; k++) {
-            found = a->lsocks[i] == b->lsocks[k];
-        }
-        n += found ? 0 : 1;
+        n += px_gen_names(b, a->lsocks[i]) ? 0 : 1;
     }
     return n;
 }

@@ -68,16 +68,6 @@ static void do_close_listeners(struct px_worker *w)
     w->n_listeners = 0;
 }
 
-static bool do_gen_names(const struct px_gen *g, const struct px_lsock *ls)
-{
-    for (size_t i = 0; i < g->n_lsocks; i++) {
-        if (g->lsocks[i] == ls) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /* Takes this worker's socket of a listen address. Handles must not move once initialised:
  * each listener is its own allocation. */
 static void do_open_listener(struct px_worker *w, struct px_lsock *ls)
@@ -144,7 +134,7 @@ void px_worker_adopt(struct px_worker *w)
     size_t kept = 0;
     for (size_t i = 0; i < w->n_listeners; i++) {
         struct px_listener *l = w->listeners[i];
-        if (do_gen_names(g, l->ls)) {
+        if (px_gen_names(g, l->ls)) {
             w->listeners[kept++] = l;
         } else {
             uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
