@@ -98,6 +98,8 @@ struct acme_site *acme_site_new(struct acme_mgr *m, const char *const *names, si
 void acme_site_order(struct acme_site *s);
 
 void acme_site_start(struct acme_site *s);
+/* The site certifying name: among acme_mgr_manage's only, or on-demand ones too. */
+struct acme_site *acme_site_find(const struct acme_mgr *m, const char *name, bool on_demand);
 /* Backs off after a failure: retry_initial doubling up to retry_max, but at least
  * min_delay_ms (the CA's Retry-After). */
 void acme_site_failed(struct acme_site *s, const char *error, uint64_t min_delay_ms);

@@ -236,12 +236,13 @@ struct acme_site *acme_site_new(struct acme_mgr *m, const char *const *names, si
     return s;
 }
 
-static struct acme_site *do_managed(const struct acme_mgr *m, const char *name)
+struct acme_site *acme_site_find(const struct acme_mgr *m, const char *name, bool on_demand)
 {
     for (size_t i = 0; i < m->n_sites; i++) {
-        for (size_t j = 0; j < m->sites[i]->n_names; j++) {
-            if (strcmp(m->sites[i]->names[j], name) == 0) {
-                return m->sites[i];
+        struct acme_site *s = m->sites[i];
+        for (size_t j = 0; (on_demand || !s->on_demand) && j < s->n_names; j++) {
+            if (strcmp(s->names[j], name) == 0) {
+                return s;
             }
         }
     }
@@ -268,7 +269,7 @@ int acme_mgr_manage(struct acme_mgr *m, const char *const *names, size_t n)
     }
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        struct acme_site *s = do_managed(m, names[i]);
+        struct acme_site *s = acme_site_find(m, names[i], true);
         if (s == NULL) {
             fresh[k++] = names[i];
         } else if (s->retired) {

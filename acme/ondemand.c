@@ -305,21 +305,6 @@ static void do_proceed(struct acme_mgr *m, const char *name, acme_obtain_cb cb, 
     }
 }
 
-/* A name the config lists exactly: its certificate comes from the site made at start,
- * never from a second, on-demand order. */
-static struct acme_site *do_find_managed(struct acme_mgr *m, const char *name)
-{
-    for (size_t i = 0; i < m->n_sites; i++) {
-        struct acme_site *s = m->sites[i];
-        for (size_t j = 0; !s->on_demand && j < s->n_names; j++) {
-            if (strcmp(s->names[j], name) == 0) {
-                return s;
-            }
-        }
-    }
-    return NULL;
-}
-
 /* The handshake waits for the managed site's load or order, or fails at once while that
  * site is backing off after a failure. */
 static void do_wait_managed(struct acme_site *s, acme_obtain_cb cb, void *arg)
@@ -344,7 +329,9 @@ static void do_wait_managed(struct acme_site *s, acme_obtain_cb cb, void *arg)
 void acme_mgr_obtain(struct acme_mgr *m, const char *name, acme_obtain_cb cb, void *arg)
 {
     char key[256];
-    struct acme_site *managed = m->closing ? NULL : do_find_managed(m, name);
+    /* A name the config lists exactly: its certificate comes from the site made at start,
+     * never from a second, on-demand order. */
+    struct acme_site *managed = m->closing ? NULL : acme_site_find(m, name, false);
     if (managed != NULL) {
         do_wait_managed(managed, cb, arg);
         return;
